@@ -1,0 +1,47 @@
+# StepAlign: `make demo` runs the main job on the embedded default, `make test` installs everything and tests it.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.stepalign-installed
+PYTEST_ARGS ?=
+
+.PHONY: install lock lint typecheck test demo serve bench clean
+
+$(STAMP): requirements/cpu.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	# One install of the fully pinned stack: torch 2.13.0+cpu is in the same file, so no CUDA torch is pulled.
+	$(PY) -m pip install --quiet --no-deps -r requirements/cpu.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Re-resolve requirements/cpu.txt from the top-level pins in requirements/cpu.in (needs the package index).
+lock:
+	rm -rf .lockenv && $(PYTHON) -m venv .lockenv
+	.lockenv/bin/pip install --quiet -r requirements/cpu.in
+	.lockenv/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	{ head -n 2 requirements/cpu.txt; .lockenv/bin/pip freeze --all --exclude-editable | grep -v "^pip=="; } > requirements/cpu.txt.new
+	mv requirements/cpu.txt.new requirements/cpu.txt && rm -rf .lockenv
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+typecheck: install
+	$(VENV)/bin/mypy shared critic_service
+
+test: lint typecheck
+	$(PY) -m pytest --cov=shared --cov-report=term-missing:skip-covered --cov-fail-under=90 $(PYTEST_ARGS)
+
+demo: install
+	@echo "make demo: the critic service and trainer issues give this its real job; it does not exist yet." >&2
+	@exit 2
+
+bench: install
+	$(PY) bench/answer_pairs.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

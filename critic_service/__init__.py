@@ -1,0 +1,1 @@
+"""The critic service: a FastAPI app serving schema-validated faithful-scribe critiques."""

@@ -1,0 +1,1 @@
+"""The training client: self-distillation with step-aligned critic feedback, and its baselines."""
