@@ -1,0 +1,1 @@
+"""Engines: one small protocol (`engines.base.Engine`), several implementations, built by `engines.factory`."""

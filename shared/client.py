@@ -1,0 +1,129 @@
+"""The typed async HTTP client of the critic API, used by `stepalign-critic critique` and by the trainer.
+
+Every failure surfaces as one exception type, `CriticError`, carrying the HTTP status and the API's error body,
+and saying whether a retry can help (429, 5xx and transport errors can; 4xx never do).
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from shared.schemas import (
+    BatchCritiqueRequest,
+    BatchCritiqueResponse,
+    Critique,
+    CritiqueRequest,
+    ErrorBody,
+    Health,
+    ServiceInfo,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class CriticError(Exception):
+    """A critic request failed: `status` is the HTTP status (None for transport errors), `body` the error body."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body: ErrorBody | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        """Transport errors, 429 and 5xx may succeed on a retry; other statuses are the caller's fault."""
+        return self.status is None or self.status == 429 or self.status >= 500
+
+    @property
+    def code(self) -> str | None:
+        return self.body.error.code.value if self.body is not None else None
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def raise_for_error(response: httpx.Response) -> None:
+    """Turn a non-2xx response into a `CriticError` with the parsed error body (when there is one)."""
+    if response.is_success:
+        return
+    body: ErrorBody | None = None
+    try:
+        body = ErrorBody.model_validate_json(response.content)
+        message = f"{response.status_code} {body.error.code.value}: {body.error.message}"
+    except ValidationError:
+        message = f"{response.status_code}: {response.text[:300]}"
+    raise CriticError(message, status=response.status_code, body=body, retry_after=_retry_after(response))
+
+
+class CriticClient:
+    """One critic server (base URL), with an optional bearer key and timeouts."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 900.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport)
+
+    async def _call(self, method: str, path: str, model: type[M], json: Any = None) -> M:
+        try:
+            response = await self._http.request(method, path, json=json)
+        except httpx.TransportError as exc:
+            raise CriticError(f"{self.base_url}{path}: {type(exc).__name__}: {exc}") from exc
+        raise_for_error(response)
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise CriticError(f"{self.base_url}{path}: malformed {model.__name__}: {exc}", status=502) from exc
+
+    async def critique(self, request: CritiqueRequest) -> Critique:
+        """POST /v1/critiques."""
+        return await self._call("POST", "/v1/critiques", Critique, request.model_dump(mode="json", exclude_none=True))
+
+    async def batch(self, requests: list[CritiqueRequest]) -> BatchCritiqueResponse:
+        """POST /v1/critiques/batch."""
+        body = BatchCritiqueRequest(items=requests).model_dump(mode="json", exclude_none=True)
+        return await self._call("POST", "/v1/critiques/batch", BatchCritiqueResponse, body)
+
+    async def info(self) -> ServiceInfo:
+        """GET /v1/info."""
+        return await self._call("GET", "/v1/info", ServiceInfo)
+
+    async def ready(self) -> Health:
+        """GET /readyz (raises `CriticError` with status 503 while the engine loads)."""
+        return await self._call("GET", "/readyz", Health)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> CriticClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
