@@ -40,6 +40,9 @@ demo: install
 	@echo "make demo: the critic service and trainer issues give this its real job; it does not exist yet." >&2
 	@exit 2
 
+serve: install
+	$(VENV)/bin/stepalign-critic serve $(SERVE_ARGS)
+
 bench: install
 	$(PY) bench/answer_pairs.py
 

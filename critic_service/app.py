@@ -74,6 +74,7 @@ async def _start(st: ServiceState, engine: Engine | None) -> None:
     s = st.settings
     st.checker = AnswerChecker(CheckerConfig(workers=s.answer_workers, timeout_s=s.answer_timeout_s))
     st.cache = CritiqueCache(s.cache_path) if s.cache_path is not None else None
+    await st.checker.acheck("1", "2")  # start the worker processes now, not on the first request
     st.engine = engine or build_engine(s)
     t0 = time.perf_counter()
     await st.engine.start()

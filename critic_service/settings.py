@@ -38,7 +38,16 @@ class Settings(BaseSettings):
     max_num_batched_tokens: int = Field(default=16384, ge=256, description="Tokens vLLM schedules per step.")
     enable_prefix_caching: bool = Field(default=True, description="Reuse the KV cache of shared prompt prefixes.")
     reasoning_parser: str | None = Field(
-        default="qwq", description="vLLM reasoning parser that splits the <think> part off (null: none)."
+        default="deepseek_r1",
+        description="vLLM reasoning parser that splits the <think> part off (QwQ-32B: deepseek_r1; null: none).",
+    )
+    enforce_eager: bool = Field(default=False, description="vllm: skip graph capture/compilation (faster start).")
+    chat_template_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Extra chat-template arguments, e.g. {enable_thinking: true}."
+    )
+    openai_thinking_budget: bool = Field(
+        default=True,
+        description="openai engine: send `thinking_token_budget` (needs the server's --reasoning-parser).",
     )
     structured_outputs: bool = Field(
         default=True, description="Constrain the text after </think> to the critique schema (vllm, openai)."

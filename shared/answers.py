@@ -16,6 +16,7 @@ import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 from shared.schemas import AnswerCheck, AnswerStatus
 
@@ -82,6 +83,17 @@ def normalize(answer: str) -> str:
     s = _NOISE.sub("", s)
     s = s.replace("dfrac", "frac").replace("tfrac", "frac")
     return s.rstrip(".")
+
+
+_PLAIN_NUMBER = re.compile(r"^\s*\$?\s*(-?\d+(?:\.\d+)?(?:/[1-9]\d*)?)\s*\$?\s*$")
+
+
+def _exact_numbers(student: str, reference: str) -> bool | None:
+    """Exact equality when both answers are plain integers, decimals or a/b fractions; None otherwise."""
+    a, b = _PLAIN_NUMBER.match(student), _PLAIN_NUMBER.match(reference)
+    if a is None or b is None:
+        return None
+    return Fraction(a.group(1)) == Fraction(b.group(1))
 
 
 _ASSIGNMENT = re.compile(r"^\s*[A-Za-z](?:_\{?\w+\}?)?\s*=")
@@ -177,6 +189,10 @@ class AnswerChecker:
                 equivalent=False,
                 status=AnswerStatus.not_equivalent,
             )
+        exact = _exact_numbers(student, reference)
+        if exact is not None:  # both plain numbers: an exact comparison, no need for math-verify
+            status = AnswerStatus.equivalent if exact else AnswerStatus.not_equivalent
+            return AnswerCheck(student_answer=student, reference_answer=reference, equivalent=exact, status=status)
         if normalize(student) == normalize(reference):
             return AnswerCheck(
                 student_answer=student,

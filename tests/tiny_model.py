@@ -28,7 +28,9 @@ SPECIAL_TOKENS: tuple[str, ...] = (PAD, EOS, UNK, IM_START, IM_END, THINK, END_T
 # Common unicode characters in maths text, beyond printable ASCII.
 MATH_CHARS = "×÷−±≤≥≠≈∞√∑∏∫π°·…→←⇒⇔∈∉⊂⊆∪∩∀∃¬∧∨αβγδεθλμσφω²³½¼¾′″"
 
-# ChatML, as Qwen3's template: with `enable_thinking=False` the generation prompt carries an empty think block.
+# ChatML with Qwen3's `enable_thinking` switch. With `enable_thinking=False` the generation prompt carries an empty
+# think block, as Qwen3's; otherwise (the default) it opens one, as Qwen3-Thinking-2507/QwQ do, because a random
+# model never writes `<think>` itself and vLLM's `thinking_token_budget` only counts tokens after a `<think>`.
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
     "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
@@ -37,6 +39,8 @@ CHAT_TEMPLATE = (
     "{{ '<|im_start|>assistant\\n' }}"
     "{%- if enable_thinking is defined and enable_thinking is false -%}"
     "{{ '<think>\\n\\n</think>\\n\\n' }}"
+    "{%- else -%}"
+    "{{ '<think>\\n' }}"
     "{%- endif -%}"
     "{%- endif -%}"
 )

@@ -13,6 +13,7 @@ from fractions import Fraction
 
 from critic_service.engines.base import Generation, Job
 from critic_service.errors import InvalidRequest, UnsupportedProblem
+from shared.answers import last_boxed
 from shared.arithmetic import (
     Chain,
     Equation,
@@ -23,7 +24,6 @@ from shared.arithmetic import (
     parse_equation,
     parse_number,
 )
-from shared.answers import last_boxed
 from shared.critique_text import BodyKind, ParsedCritique, render
 from shared.schemas import Case, FeedbackMode, StepVerdict, Usage, Verdict
 
