@@ -85,6 +85,7 @@ async def _start(st: ServiceState, engine: Engine | None) -> None:
         fidelity_threshold=s.fidelity_threshold,
         repair_near_copies=s.repair_near_copies,
         structured_outputs=s.structured_outputs,
+        schema_limits=s.schema_limits,
         request_timeout_s=s.request_timeout_s,
     )
     st.critic = Critic(st.engine, st.checker, config, st.cache)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from critic_service.cache import CritiqueCache, cache_key
 from critic_service.engines.base import Engine, Job, Sampling
@@ -21,6 +21,7 @@ from shared.critique_text import (
     BodyKind,
     CritiqueParseError,
     ParsedCritique,
+    SchemaLimits,
     check_case_vs_answer,
     check_correction_answer,
     check_fidelity,
@@ -57,6 +58,7 @@ class CriticConfig:
     fidelity_threshold: float = 0.9
     repair_near_copies: bool = True
     structured_outputs: bool = True
+    schema_limits: SchemaLimits = field(default_factory=SchemaLimits)
     request_timeout_s: float = 600.0
 
 
@@ -68,8 +70,8 @@ def segment_request(req: CritiqueRequest) -> Segmentation:
         assert req.student_solution is not None
         return segment(req.student_solution)
     except SegmentationError as exc:
-        field = "steps" if req.steps is not None else "student_solution"
-        raise SegmentationFailed(str(exc), details=[{"field": field}]) from exc
+        where = "steps" if req.steps is not None else "student_solution"
+        raise SegmentationFailed(str(exc), details=[{"field": where}]) from exc
 
 
 def _add(a: Usage, b: Usage) -> Usage:
@@ -133,7 +135,9 @@ class Critic:
 
         mode = req.feedback_mode
         kind = BodyKind.solution if mode is FeedbackMode.scribe else BodyKind.correction
-        regex = schema_regex(len(steps), body_kind=kind) if self.config.structured_outputs else None
+        regex = None
+        if self.config.structured_outputs:
+            regex = schema_regex(len(steps), body_kind=kind, limits=self.config.schema_limits)
         request_id = uuid.uuid4().hex
         previous: list[tuple[str, list[str]]] = []
         rejected: list[dict[str, object]] = []

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from critic_service.engines.base import Sampling
+from shared.critique_text import SchemaLimits
 
 EngineName = Literal["checker", "vllm", "openai", "transformers"]
 
@@ -52,6 +53,9 @@ class Settings(BaseSettings):
     structured_outputs: bool = Field(
         default=True, description="Constrain the text after </think> to the critique schema (vllm, openai)."
     )
+    schema_limits: SchemaLimits = Field(
+        default_factory=SchemaLimits, description="Bounds of the structured-output critique regex."
+    )
     dtype: str = Field(default="auto", description="Weights dtype (vllm, transformers).")
     openai_base_url: str | None = Field(default=None, description="Base URL of an OpenAI-compatible server.")
     openai_api_key: SecretStr | None = Field(default=None, description="Key for that server; never logged.")
@@ -67,7 +71,9 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(default=64, ge=1, description="Critiques in progress at once.")
     max_queue: int = Field(default=1024, ge=0, description="Critiques waiting beyond that before answering 503.")
     max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Largest accepted request body.")
-    api_keys: list[SecretStr] = Field(default_factory=list, description="Accepted bearer keys; empty = no auth.")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Accepted bearer keys (a list, or k1,k2 in the environment); empty = no auth."
+    )
     api_keys_file: Path | None = Field(default=None, description="File with one accepted key per line.")
     metrics_public: bool = Field(default=True, description="Serve /metrics without a key.")
     cache_path: Path | None = Field(
@@ -81,6 +87,8 @@ class Settings(BaseSettings):
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):  # STEPALIGN_API_KEYS=k1,k2 as well as a JSON list
+            if value.lstrip().startswith("["):
+                return json.loads(value)
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
 

@@ -231,16 +231,31 @@ def render(critique: ParsedCritique) -> str:
     return "\n".join(lines)
 
 
-def schema_regex(n_steps: int, *, body_kind: str = BodyKind.correction, max_note_chars: int = 200) -> str:
+@dataclass(frozen=True)
+class SchemaLimits:
+    """Bounds of the structured-output regex: they cap how long a critique can be."""
+
+    max_note_chars: int = 200
+    max_step_chars: int = 1500
+    max_body_steps: int = 40
+    max_answer_chars: int = 200
+
+
+def schema_regex(n_steps: int, *, body_kind: str = BodyKind.correction, limits: SchemaLimits | None = None) -> str:
     """A regex of canonical critiques of an `n_steps`-step solution, for structured outputs after `</think>`.
 
-    It pins the shape (headers, one summary line per step in order); which case and step are right is left to
-    semantic validation. The body is free text that must end in a boxed answer.
+    It pins the shape: the headers, one summary line per step in order, a body of `<step_k>` blocks ending in
+    `<answer>\\boxed{...}</answer>`. Which case and which step are right is left to semantic validation. Step
+    text may hold any character except the start of a closing tag (`</`), which keeps the regex free of
+    look-arounds that grammar backends do not support.
     """
-    note = rf"( -- [^\n]{{1,{max_note_chars}}})?"
+    lim = limits or SchemaLimits()
+    note = rf"( -- [^\s][^\n]{{0,{lim.max_note_chars - 1}}})?"
     summary = r"\n".join(rf"Step {i}: (Correct|Incorrect){note}" for i in range(1, n_steps + 1))
     pivot = r"(Pivotal step: [1-9][0-9]{0,2}\n)?"
-    body = rf"(\n{body_kind}:\n[\s\S]{{0,6000}}\\boxed\{{[^\n]{{1,200}}\}}[^\n]{{0,20}})?"
+    step = rf"<step_[1-9][0-9]{{0,2}}>([^<]|<[^/]){{1,{lim.max_step_chars}}}</step_[1-9][0-9]{{0,2}}>\n"
+    answer = rf"<answer>\\boxed\{{[^\n]{{1,{lim.max_answer_chars}}}\}}</answer>"
+    body = rf"(\n{body_kind}:\n({step}){{1,{lim.max_body_steps}}}{answer})?"
     return rf"Case: [ABCD]\n{pivot}Summary:\n{summary}{body}"
 
 
@@ -263,7 +278,7 @@ def check_structure(c: ParsedCritique, n_steps: int, *, scribe: bool = False) ->
         problems.append(f"case {c.case.value} needs {what}")
     if not needs_body and c.body is not None:
         problems.append("case A takes no correction")
-    return CheckResult(rule="parse", passed=not problems, detail="; ".join(problems))
+    return CheckResult(rule="structure", passed=not problems, detail="; ".join(problems))
 
 
 def check_summary(c: ParsedCritique, n_steps: int) -> CheckResult:

@@ -115,7 +115,7 @@ class AnswerCheck(_Model):
 class CheckResult(_Model):
     """One validation rule of DESIGN.md and how it went."""
 
-    rule: str = Field(description="Rule name: parse, summary, case_vs_answer, correction_answer, fidelity.")
+    rule: str = Field(description="Rule name: structure, summary, case_vs_answer, correction_answer, fidelity.")
     passed: bool | None = Field(description="True/False, or null when the rule could not be decided.")
     detail: str = Field(default="", description="Why it failed or was not decided.")
 

@@ -18,7 +18,7 @@ import gc
 from typing import Any
 
 from critic_service.engines.base import Generation, Job
-from critic_service.errors import EngineFailure
+from critic_service.errors import EngineFailure, InvalidRequest
 from critic_service.settings import Settings
 from shared.schemas import Usage
 
@@ -140,6 +140,8 @@ class VLLMEngine:
         try:
             async for out in self._engine.generate(self._prompt(job), self._sampling(job), request_id=job.request_id):
                 final = out
+        except ValueError as exc:  # VLLMValidationError: e.g. a prompt longer than the model's context
+            raise InvalidRequest(f"the critic model cannot take this request: {exc}") from exc
         except asyncio.CancelledError:
             # vLLM aborts a request whose consumer goes away; say so explicitly all the same.
             with contextlib.suppress(Exception):

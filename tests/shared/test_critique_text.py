@@ -190,7 +190,7 @@ def _critique(case: Case, pivot: int | None, verdicts: str, body: str | None = N
 )
 def test_rule1_structure(critique: ParsedCritique, n: int, scribe: bool, problem: str | None) -> None:
     result = check_structure(critique, n, scribe=scribe)
-    assert result.rule == "parse"
+    assert result.rule == "structure"
     if problem is None:
         assert result.passed and not result.detail
     else:
