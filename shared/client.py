@@ -6,11 +6,14 @@ and saying whether a retry can help (429, 5xx and transport errors can; 4xx neve
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from shared.schemas import (
     BatchCritiqueRequest,
@@ -127,3 +130,92 @@ class CriticClient:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+class RetryPolicy(BaseModel):
+    """When and how long to retry: only errors a retry can fix (429, 5xx, transport), with exponential backoff
+    and jitter, and never sooner than a server's Retry-After."""
+
+    max_attempts: int = Field(default=6, ge=1, description="Tries per critique, the first included.")
+    base_delay_s: float = Field(default=0.5, ge=0.0, description="Delay before the first retry.")
+    max_delay_s: float = Field(default=30.0, ge=0.0, description="Cap on one delay.")
+    jitter: float = Field(default=0.5, ge=0.0, le=1.0, description="Each delay is scaled by 1 +- jitter at random.")
+
+    def delay(self, retry: int, retry_after: float | None, rng: random.Random) -> float:
+        backoff = min(self.max_delay_s, self.base_delay_s * (2 ** (retry - 1)))
+        backoff *= 1 + self.jitter * (2 * rng.random() - 1)
+        return float(max(backoff, retry_after or 0.0))
+
+
+class CriticPool:
+    """Several critic replicas behind one async API: least-outstanding-requests balancing, a concurrency
+    limit, retries per `RetryPolicy`; a replica that fails at the transport level is passed over until its
+    cool-down ends (or until no other is left)."""
+
+    def __init__(
+        self,
+        urls: list[str],
+        *,
+        api_key: str | None = None,
+        max_concurrency: int = 64,
+        retry: RetryPolicy | None = None,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 900.0,
+        cooldown_s: float = 10.0,
+        seed: int | None = None,
+    ) -> None:
+        if not urls:
+            raise ValueError("CriticPool needs at least one critic URL")
+        self.clients = [
+            CriticClient(u, api_key=api_key, connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s)
+            for u in urls
+        ]
+        self.retry = retry or RetryPolicy()
+        self.cooldown_s = cooldown_s
+        self.outstanding = [0] * len(urls)
+        self._down_until = [0.0] * len(urls)
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._rng = random.Random(seed)
+        self.stats: dict[str, int] = {"requests": 0, "retries": 0, "failures": 0}
+
+    def _pick(self) -> int:
+        now = time.monotonic()
+        up = [i for i in range(len(self.clients)) if self._down_until[i] <= now] or list(range(len(self.clients)))
+        low = min(self.outstanding[i] for i in up)
+        return self._rng.choice([i for i in up if self.outstanding[i] == low])
+
+    async def critique(self, request: CritiqueRequest) -> Critique:
+        """One critique, retried on retryable errors; raises the last `CriticError` when out of attempts."""
+        async with self._slots:
+            self.stats["requests"] += 1
+            for attempt in range(1, self.retry.max_attempts + 1):
+                i = self._pick()
+                self.outstanding[i] += 1
+                try:
+                    return await self.clients[i].critique(request)
+                except CriticError as exc:
+                    if exc.status is None:
+                        self._down_until[i] = time.monotonic() + self.cooldown_s
+                    if not exc.retryable or attempt == self.retry.max_attempts:
+                        self.stats["failures"] += 1
+                        raise
+                    self.stats["retries"] += 1
+                    await asyncio.sleep(self.retry.delay(attempt, exc.retry_after, self._rng))
+                finally:
+                    self.outstanding[i] -= 1
+        raise AssertionError("unreachable")
+
+    async def critique_many(self, requests: list[CritiqueRequest]) -> list[Critique | CriticError]:
+        """All critiques concurrently (bounded by the pool's limit); failures are returned, not raised."""
+
+        async def one(r: CritiqueRequest) -> Critique | CriticError:
+            try:
+                return await self.critique(r)
+            except CriticError as exc:
+                return exc
+
+        return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    async def aclose(self) -> None:
+        for c in self.clients:
+            await c.aclose()
