@@ -14,7 +14,7 @@ from critic_service.engines.transformers_engine import TransformersEngine
 from critic_service.settings import Settings
 from tests.critic_service.test_server import REQUEST
 from tests.critic_service.vllm_setup import SAMPLING, job
-from tests.tiny_model import build_tiny_qwen3
+from trainer.toy.tiny_model import build_tiny_qwen3
 
 
 @pytest.fixture(scope="module")

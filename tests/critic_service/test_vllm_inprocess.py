@@ -19,7 +19,7 @@ from critic_service.engines.vllm_engine import VLLMEngine
 from shared.critique_text import parse, schema_regex
 from tests.critic_service.test_server import REQUEST
 from tests.critic_service.vllm_setup import LIMITS, SAMPLING, STEPS, engine_settings, job, use_cpu_env
-from tests.tiny_model import build_tiny_qwen3
+from trainer.toy.tiny_model import build_tiny_qwen3
 
 pytestmark = pytest.mark.slow
 

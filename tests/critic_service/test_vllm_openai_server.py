@@ -23,7 +23,7 @@ from shared.critique_text import parse, schema_regex
 from tests.critic_service.test_server import REQUEST
 from tests.critic_service.vllm_setup import LIMITS, SAMPLING, STEPS, VLLM_ENV, job
 from tests.servers import free_port
-from tests.tiny_model import build_tiny_qwen3
+from trainer.toy.tiny_model import build_tiny_qwen3
 
 pytestmark = pytest.mark.slow
 

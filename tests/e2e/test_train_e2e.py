@@ -1,0 +1,105 @@
+"""End to end: a real `stepalign-critic serve` process (checker engine) and `stepalign-train train` processes
+talking to it over HTTP; a run killed with SIGKILL mid-way resumes without repeating or skipping data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.servers import ServerProcess, critic_process
+from tests.trainer.runs import small_config, workspace, write_yaml
+
+pytestmark = pytest.mark.slow
+TRAIN = [sys.executable, "-m", "trainer.cli", "train"]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    r = tmp_path_factory.mktemp("e2e")
+    workspace(r)
+    return r
+
+
+@pytest.fixture(scope="module")
+def critic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    with critic_process(tmp_path_factory.mktemp("critic"), "--no-cache") as s:
+        yield s
+
+
+def _train(config_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1"}
+    return subprocess.run([*TRAIN, "--config", str(config_path), *extra], capture_output=True, text=True, cwd=REPO,
+                          env=env, timeout=600)  # fmt: skip
+
+
+def _log(run: Path) -> list[dict[str, object]]:
+    return [json.loads(x) for x in (run / "critiques.jsonl").read_text().splitlines()]
+
+
+def _problems_by_step(run: Path) -> dict[int, list[str]]:
+    steps: dict[int, list[str]] = {}
+    for e in _log(run):
+        critique = e["critique"]
+        assert isinstance(critique, dict)
+        steps.setdefault(int(e["step"]), []).append(str(critique["request_id"]).split(":")[0])  # type: ignore[arg-type]
+    return steps
+
+
+@pytest.mark.parametrize("condition", ["stepalign", "refsol", "grpo"])
+def test_three_steps_over_http(condition: str, root: Path, critic: ServerProcess, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cfg = write_yaml(small_config(root, condition, run, critic.url), tmp_path / "config.yaml")
+    out = _train(cfg, "--critic-url", critic.url)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"condition {condition}, 3 steps" in out.stdout
+    resolved = json.loads((run / "config.resolved.json").read_text())
+    assert resolved["condition"] == condition and resolved["critic"]["urls"] == [critic.url]
+    metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "loss" in m] == [1, 2, 3]
+    assert (run / "checkpoint-3" / "adapter_model.safetensors").exists()
+    assert (run / "final" / "adapter_model.safetensors").exists()
+    if condition == "stepalign":
+        log = _log(run)
+        assert len(log) == 12 and all(e["critique"] for e in log)  # 3 steps x 4 rollouts, each critiqued once
+        assert "critiques by case:" in out.stdout and "distillation mask rate: 0.0%" in out.stdout
+    else:
+        assert not (run / "critiques.jsonl").exists()
+
+
+def test_resume_after_kill_9(root: Path, critic: ServerProcess, tmp_path: Path) -> None:
+    steps = 8
+    reference = tmp_path / "reference"
+    cfg_ref = write_yaml(small_config(root, "stepalign", reference, critic.url, max_steps=steps), tmp_path / "r.yaml")
+    assert _train(cfg_ref).returncode == 0
+    expected = _problems_by_step(reference)
+    assert sorted(expected) == list(range(steps))
+
+    run = tmp_path / "killed"
+    cfg = write_yaml(small_config(root, "stepalign", run, critic.url, max_steps=steps), tmp_path / "k.yaml")
+    proc = subprocess.Popen([*TRAIN, "--config", str(cfg)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1"})  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (run / "checkpoint-3" / "stepalign_state.json").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = max(int(p.name.split("-")[1]) for p in run.glob("checkpoint-*"))
+    assert done_before < steps
+
+    out = _train(cfg, "--resume")
+    assert out.returncode == 0, out.stderr[-3000:]
+    keys = [e["key"] for e in _log(run)]
+    assert len(keys) == len(set(keys)) == steps * 4  # no duplicate lines, none missing
+    assert _problems_by_step(run) == expected  # the same problems at every step: nothing repeated or skipped
+    state = json.loads((run / "checkpoint-8" / "trainer_state.json").read_text())
+    assert state["global_step"] == steps

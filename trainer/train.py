@@ -1,0 +1,275 @@
+"""One training run: data -> TRL trainer for the condition -> train (or resume) -> summary.
+
+The run folder holds `config.resolved.json`, `critiques.jsonl` (stepalign), `metrics.jsonl`, TRL's
+`checkpoint-N/` folders (each with `stepalign_state.json`: the critique log's length at that step) and `final/`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainer.config import TrainConfig, save_config
+from trainer.contexts import chat
+from trainer.critic_client import CriticSettings, TrainerCritic
+from trainer.data import Problem, load_problems
+from trainer.sdpo import BuilderSettings, CritiqueReward, StepCritiques, TeacherContextBuilder, sdpo_trainer_class
+
+log = logging.getLogger("stepalign.trainer")
+STATE_FILE = "stepalign_state.json"
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def critique_log_path(output_dir: Path, rank: int) -> Path:
+    return output_dir / ("critiques.jsonl" if rank == 0 else f"critiques.rank{rank}.jsonl")
+
+
+def dataset_rows(problems: list[Problem], tokenizer: Any, *, thinking: bool) -> list[dict[str, Any]]:
+    """TRL rows: the student prompt, already in the chat template (so TRL adds none), and the per-problem
+    metadata the reward and the builder need, routed through `privileged_context`."""
+    from shared.prompts import student_prompt
+
+    return [
+        {
+            "prompt": chat(tokenizer, student_prompt(p.problem), thinking=thinking),
+            "privileged_context": {"id": p.id, "problem": p.problem, "answer": p.answer, "solution": p.solution},
+        }
+        for p in problems
+    ]
+
+
+def _trl_args(config: TrainConfig, kind: str) -> Any:
+    import torch
+
+    defaults: dict[str, Any] = {
+        "output_dir": str(config.output_dir),
+        "seed": config.seed,
+        "report_to": "none",
+        "logging_steps": 1,
+        "save_strategy": "steps",
+        "save_steps": 10,
+        "bf16": torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        "use_cpu": not torch.cuda.is_available(),
+        "dataloader_num_workers": 0,
+    }
+    if kind == "sdpo":
+        from trl.experimental.sdpo import SDPOConfig
+
+        defaults |= {
+            "num_generations": 1,
+            "scale_rewards": "none",
+            "teacher_model_kind": "base" if config.lora.enabled else "live",
+            "use_successful_as_teacher": False,
+            "diagnostics_warning_interval": 0,
+        }
+        return SDPOConfig(**(defaults | config.trl))
+    from trl import GRPOConfig
+
+    defaults |= {"num_generations": 8}
+    return GRPOConfig(**(defaults | config.trl))
+
+
+def _peft(config: TrainConfig) -> Any:
+    if not config.lora.enabled:
+        return None
+    from peft import LoraConfig
+
+    lc = config.lora
+    return LoraConfig(
+        r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=lc.target_modules, task_type="CAUSAL_LM"
+    )
+
+
+def _callbacks(output_dir: Path, critic: TrainerCritic | None) -> list[Any]:
+    from transformers import TrainerCallback
+
+    class RunFiles(TrainerCallback):  # type: ignore[misc]
+        """metrics.jsonl on every log; the critique log's length into every checkpoint."""
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kw: Any) -> None:
+            if state.is_world_process_zero and logs:
+                with (output_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
+                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            folder = output_dir / f"checkpoint-{state.global_step}"
+            payload = {"global_step": state.global_step}
+            if critic is not None:
+                payload["critique_log_bytes"] = critic.log.position()
+            name = STATE_FILE if _rank() == 0 else f"stepalign_state.rank{_rank()}.json"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(json.dumps(payload) + "\n", encoding="utf-8")
+
+    return [RunFiles()]
+
+
+def last_checkpoint(output_dir: Path) -> Path | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if not output_dir.exists():
+        return None
+    found = get_last_checkpoint(str(output_dir))
+    return Path(found) if found else None
+
+
+@dataclass
+class RunSummary:
+    condition: str
+    steps: int
+    rollouts: int
+    masked: int
+    cases: dict[str, int]
+    critic_failed: int
+    last_loss: float | None
+    seconds: float
+    output_dir: str
+
+    def lines(self) -> Iterator[str]:
+        yield f"run {self.output_dir}: condition {self.condition}, {self.steps} steps in {self.seconds:.0f} s"
+        if self.condition == "stepalign":
+            cases = ", ".join(f"{k}={v}" for k, v in sorted(self.cases.items())) or "none"
+            yield f"critiques by case: {cases}; rollouts without a valid critique: {self.critic_failed}"
+        if self.condition != "grpo":
+            rate = self.masked / self.rollouts if self.rollouts else 0.0
+            yield f"distillation mask rate: {rate:.1%} ({self.masked} of {self.rollouts} rollouts excluded)"
+        yield f"last loss: {self.last_loss if self.last_loss is not None else 'n/a'}"
+
+
+@dataclass
+class Built:
+    """A ready-to-train TRL trainer, with our builder and critic client when the condition has them."""
+
+    trainer: Any
+    builder: TeacherContextBuilder | None
+    critic: Any | None
+
+
+def _critic_for(config: TrainConfig, checkpoint: Path | None, api_key: str | None) -> TrainerCritic:
+    position = None
+    if checkpoint is not None:
+        state_name = STATE_FILE if _rank() == 0 else f"stepalign_state.rank{_rank()}.json"
+        state_path = checkpoint / state_name
+        if state_path.exists():
+            position = json.loads(state_path.read_text())["critique_log_bytes"]
+    c = config.critic
+    settings = CriticSettings(
+        urls=c.urls,
+        api_key=api_key,
+        max_concurrency=c.max_concurrency,
+        retry=c.retry,
+        connect_timeout_s=c.connect_timeout_s,
+        read_timeout_s=c.read_timeout_s,
+    )
+    return TrainerCritic(settings, critique_log_path(config.output_dir, _rank()), log_position=position)
+
+
+def _answer_reward() -> Any:
+    from shared.answers import AnswerChecker
+    from trainer.rewards import binary_rewards
+
+    checker = AnswerChecker()
+
+    def answer_reward(prompts: list[Any], completions: list[Any], **kw: Any) -> list[float]:
+        texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
+        return binary_rewards(checker, texts, [ctx["answer"] for ctx in kw["privileged_context"]])
+
+    return answer_reward
+
+
+def build(
+    config: TrainConfig,
+    *,
+    checkpoint: Path | None = None,
+    critic_api_key: str | None = None,
+    critic: Any = None,
+    answer_reward: Any = None,
+) -> Built:
+    """The trainer for `config.condition`. `critic` replaces the HTTP critic client and `answer_reward` the
+    math-verify reward (injection points for fault tests)."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    out = config.output_dir
+    tokenizer = AutoTokenizer.from_pretrained(config.model)
+    problems = load_problems(
+        config.data.train, fmt=config.data.format, split=config.data.split, limit=config.data.limit
+    )
+    dataset = Dataset.from_list(dataset_rows(problems, tokenizer, thinking=config.student_thinking))
+    common = {"train_dataset": dataset, "processing_class": tokenizer, "peft_config": _peft(config)}
+    if config.condition == "grpo":
+        from trl import GRPOTrainer
+
+        trainer = GRPOTrainer(
+            model=config.model,
+            reward_funcs=[answer_reward or _answer_reward()],
+            args=_trl_args(config, "grpo"),
+            callbacks=_callbacks(out, None),
+            **common,
+        )
+        return Built(trainer=trainer, builder=None, critic=None)
+    store = StepCritiques()
+    reward: Any = answer_reward or _answer_reward()
+    if config.condition == "stepalign":
+        critic = critic or _critic_for(config, checkpoint, critic_api_key)
+        reward = CritiqueReward(critic, store, config.critic.feedback_mode)
+    trainer = sdpo_trainer_class()(
+        model=config.model,
+        reward_funcs=[reward],
+        args=_trl_args(config, "sdpo"),
+        callbacks=_callbacks(out, critic),
+        **common,
+    )
+    builder = TeacherContextBuilder(
+        trainer,
+        BuilderSettings(
+            condition=config.condition,
+            context_budget=config.max_context_tokens,
+            teacher_thinking=config.teacher_thinking,
+            max_failure_rate=config.critic.max_failure_rate,
+            min_rollouts=config.critic.min_rollouts_for_failure_rate,
+        ),
+        store if config.condition == "stepalign" else None,
+    )
+    trainer.teacher_context_builder = builder
+    return Built(trainer=trainer, builder=builder, critic=critic)
+
+
+def run(config: TrainConfig, *, resume: bool = False, critic_api_key: str | None = None) -> RunSummary:
+    """Train one condition end to end; returns the summary printed by the CLI."""
+    started = time.perf_counter()
+    out = config.output_dir
+    save_config(config, out)
+    checkpoint = last_checkpoint(out) if resume else None
+    if resume and checkpoint is None:
+        log.warning("--resume: no checkpoint in %s, starting from scratch", out)
+    built = build(config, checkpoint=checkpoint, critic_api_key=critic_api_key)
+    trainer, builder = built.trainer, built.builder
+    try:
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+        trainer.save_model(str(out / "final"))
+    finally:
+        if built.critic is not None:
+            built.critic.close()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    store = builder.store if builder is not None else None
+    return RunSummary(
+        condition=config.condition,
+        steps=int(trainer.state.global_step),
+        rollouts=builder.rollouts if builder is not None else 0,
+        masked=builder.masked if builder is not None else 0,
+        cases=dict(store.cases) if store is not None else {},
+        critic_failed=store.failed if store is not None else 0,
+        last_loss=float(losses[-1]) if losses else None,
+        seconds=time.perf_counter() - started,
+        output_dir=str(out),
+    )
