@@ -103,3 +103,20 @@ def test_resume_after_kill_9(root: Path, critic: ServerProcess, tmp_path: Path) 
     assert _problems_by_step(run) == expected  # the same problems at every step: nothing repeated or skipped
     state = json.loads((run / "checkpoint-8" / "trainer_state.json").read_text())
     assert state["global_step"] == steps
+
+
+def test_two_process_cpu_run(root: Path, critic: ServerProcess, tmp_path: Path) -> None:
+    # accelerate 1.15 runs `--cpu --num_processes 2` as ONE process; `--multi_gpu` on a machine without GPUs
+    # starts two torchrun processes that train on the CPU with the gloo backend.
+    run = tmp_path / "ddp"
+    cfg = write_yaml(small_config(root, "stepalign", run, critic.url, max_steps=2), tmp_path / "ddp.yaml")
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    out = subprocess.run([*launcher, "-m", "trainer.cli", "train", "--config", str(cfg)], capture_output=True,
+                         text=True, cwd=REPO, env={**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1"}, timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "condition stepalign, 2 steps" in out.stdout
+    rank0 = (run / "critiques.jsonl").read_text().splitlines()
+    rank1 = (run / "critiques.rank1.jsonl").read_text().splitlines()
+    assert len(rank0) == len(rank1) == 2 * 4  # each process critiqued its own 4 rollouts per step
+    state = json.loads((run / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2

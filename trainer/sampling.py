@@ -1,0 +1,103 @@
+"""Sample solutions from a model: vLLM when it is available (on a GPU, or when asked for), else transformers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from shared.prompts import student_prompt
+from trainer.contexts import chat
+
+Sampler = Callable[[list[str], int], list[list[str]]]  # (problems, k) -> k solutions per problem
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    temperature: float = 1.1
+    top_p: float = 1.0
+    max_new_tokens: int = 2048
+    batch_size: int = 8  # problems per generate call (transformers)
+    seed: int = 0
+    thinking: bool = False
+
+
+def pick_backend(requested: str) -> str:
+    if requested != "auto":
+        return requested
+    import torch
+
+    if torch.cuda.is_available():
+        try:
+            import vllm  # noqa: F401
+
+            return "vllm"
+        except ImportError:
+            pass
+    return "transformers"
+
+
+def transformers_sampler(
+    model_path: str, s: SamplingSettings, progress: Callable[[int], None] | None = None
+) -> Sampler:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_path, padding_side="left")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    lm: Any = AutoModelForCausalLM.from_pretrained(model_path)
+    lm = lm.to(device).eval()
+
+    def sample(problems: list[str], k: int) -> list[list[str]]:
+        out: list[list[str]] = []
+        torch.manual_seed(s.seed)
+        for i in range(0, len(problems), s.batch_size):
+            chunk = problems[i : i + s.batch_size]
+            prompts = [chat(tok, student_prompt(p), thinking=s.thinking) for p in chunk]
+            enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            with torch.inference_mode():
+                gen = lm.generate(
+                    **enc,
+                    do_sample=s.temperature > 0,
+                    temperature=s.temperature if s.temperature > 0 else None,
+                    top_p=s.top_p,
+                    max_new_tokens=s.max_new_tokens,
+                    num_return_sequences=k,
+                    pad_token_id=tok.pad_token_id,
+                )
+            texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+            out.extend(texts[j * k : (j + 1) * k] for j in range(len(chunk)))
+            if progress is not None:
+                progress(len(chunk))
+        return out
+
+    return sample
+
+
+def vllm_sampler(model_path: str, s: SamplingSettings, progress: Callable[[int], None] | None = None) -> Sampler:
+    from transformers import AutoTokenizer
+    from vllm import LLM, SamplingParams
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    llm = LLM(model=model_path, seed=s.seed, enable_prefix_caching=True)
+
+    def sample(problems: list[str], k: int) -> list[list[str]]:
+        params = SamplingParams(n=k, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_new_tokens, seed=s.seed)
+        prompts = [chat(tok, student_prompt(p), thinking=s.thinking) for p in problems]
+        outputs = llm.generate(prompts, params, use_tqdm=True)
+        if progress is not None:
+            progress(len(problems))
+        return [[c.text for c in o.outputs] for o in outputs]
+
+    return sample
+
+
+def make_sampler(
+    model_path: str, backend: str, s: SamplingSettings, progress: Callable[[int], None] | None = None
+) -> Sampler:
+    chosen = pick_backend(backend)
+    if chosen == "vllm":
+        return vllm_sampler(model_path, s, progress)
+    if chosen == "transformers":
+        return transformers_sampler(model_path, s, progress)
+    raise ValueError(f"unknown sampling backend {backend!r}; expected auto, vllm or transformers")
