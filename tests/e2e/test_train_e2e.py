@@ -111,8 +111,9 @@ def test_two_process_cpu_run(root: Path, critic: ServerProcess, tmp_path: Path) 
     run = tmp_path / "ddp"
     cfg = write_yaml(small_config(root, "stepalign", run, critic.url, max_steps=2), tmp_path / "ddp.yaml")
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    out = subprocess.run([*launcher, "-m", "trainer.cli", "train", "--config", str(cfg)], capture_output=True,
-                         text=True, cwd=REPO, env={**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1"}, timeout=600)  # fmt: skip
+    env = {**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1"}
+    cmd = [*launcher, "-m", "trainer.cli", "train", "--config", str(cfg)]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "condition stepalign, 2 steps" in out.stdout
     rank0 = (run / "critiques.jsonl").read_text().splitlines()

@@ -39,7 +39,7 @@ def test_openmathreasoning_mapping_and_formats(tmp_path: Path) -> None:
         detect_format(["text"])
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"problem": "a", "answer": "1"}\n{oops\n')
-    with pytest.raises(DataError, match="bad.jsonl:2"):
+    with pytest.raises(DataError, match=r"bad\.jsonl:2"):
         load_problems(str(bad))
     missing = tmp_path / "m.json"
     missing.write_text('[{"problem": "p"}]')
