@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stepalign-installed
 PYTEST_ARGS ?=
 
-.PHONY: install lock lint typecheck test demo serve bench clean
+.PHONY: install lock lint typecheck test demo demo-critic serve bench bench-service clean
 
 $(STAMP): requirements/cpu.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,13 @@ typecheck: install
 test: lint typecheck
 	$(PY) -m pytest --cov=shared --cov-report=term-missing:skip-covered --cov-fail-under=90 $(PYTEST_ARGS)
 
-# Until the trainer lands: a real critic server (checker engine), one critique of a wrong solution, printed.
+# The main job on the embedded default: a real critic server (checker engine) and a short StepAlignFB run of a
+# tiny student built offline, over HTTP, on the CPU.
 demo: install
+	$(PY) -m trainer.toy.demo
+
+# Just the critic: one critique of a wrong solution, printed.
+demo-critic: install
 	$(PY) -m critic_service.demo
 
 serve: install
@@ -45,6 +50,9 @@ serve: install
 
 bench: install
 	$(PY) bench/answer_pairs.py
+
+bench-service: install
+	$(PY) bench/service_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
