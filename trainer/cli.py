@@ -45,7 +45,107 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--max-new-tokens", type=int, default=2048)
     d.add_argument("--batch-size", type=int, default=8)
     d.add_argument("--no-difficulty-filter", action="store_true")
+    e = sub.add_parser("eval", help="Avg@k / Maj@k / Pass@k of a model or of every checkpoint of a run")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="a model folder or hub name")
+    src.add_argument("--run", type=Path, help="a run folder: every checkpoint-N is evaluated (a curve)")
+    e.add_argument("--data", required=True, help="test problems (file or dataset)")
+    e.add_argument("--format", default="auto")
+    e.add_argument("--limit", type=int)
+    e.add_argument("--k", type=int, default=12, help="samples per problem")
+    e.add_argument("--temperature", type=float, default=1.1)
+    e.add_argument("--max-new-tokens", type=int, default=2048)
+    e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--backend", default="auto", choices=["auto", "vllm", "transformers"])
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--out", type=Path, help="output folder (default: RUN/eval or ./eval)")
+    c = sub.add_parser("compare", help="several runs' eval.json side by side, as in the paper's table")
+    c.add_argument("reports", nargs="+", type=Path, help="eval.json files (or folders holding one)")
+    c.add_argument("--names", nargs="*", help="a name per report (default: the run folder names)")
+    c.add_argument("--out", type=Path, help="also write the table here")
+    a = sub.add_parser("analyze", help="per-token advantages under each teacher context, with plots")
+    a.add_argument("--model", required=True, help="the policy whose advantages are computed (e.g. the base model)")
+    a.add_argument("--run", type=Path, help="a stepalign run folder: rollouts from its critiques.jsonl")
+    a.add_argument("--rollouts", type=Path, help="a JSONL of {problem, reference_solution, critique} instead")
+    a.add_argument("--count", type=int, default=8, help="rollouts to analyse")
+    a.add_argument("--context-tokens", type=int, default=1536)
+    a.add_argument("--out", type=Path, required=True)
     return parser
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from transformers import AutoTokenizer
+
+    from trainer.data import load_problems
+    from trainer.evaluate import checkpoints, evaluate, write_report
+    from trainer.sampling import SamplingSettings, make_sampler
+
+    problems = load_problems(args.data, fmt=args.format, limit=args.limit)
+    if args.run is not None:
+        models = [(p.name, step, str(p)) for step, p in checkpoints(args.run)]
+        if not models:
+            raise ValueError(f"{args.run}: no checkpoint-N or final/ folder to evaluate")
+        out = args.out or args.run / "eval"
+    else:
+        models = [(Path(args.model).name or args.model, 0, args.model)]
+        out = args.out or Path("eval")
+    settings = SamplingSettings(
+        temperature=args.temperature, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed
+    )
+    tok = AutoTokenizer.from_pretrained(models[0][2])
+    report = evaluate(
+        models,
+        problems,
+        k=args.k,
+        make_sampler=lambda path: make_sampler(path, args.backend, settings),
+        count=lambda text: len(tok(text, add_special_tokens=False)["input_ids"]),
+        seed=args.seed,
+        progress=lambda name: print(f"evaluating {name} ({len(problems)} problems x {args.k} samples)", flush=True),
+    )
+    j, md = write_report(report, out)
+    print(md.read_text())
+    print(f"wrote {j} and {md}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import json
+
+    from trainer.evaluate import compare_table
+
+    runs = []
+    for i, path in enumerate(args.reports):
+        file = path / "eval.json" if path.is_dir() else path
+        name = args.names[i] if args.names and i < len(args.names) else file.parent.parent.name or file.stem
+        runs.append((name, json.loads(file.read_text())))
+    table = compare_table(runs)
+    print(table)
+    if args.out:
+        args.out.write_text(table)
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    import json
+
+    from trainer.analysis import analyze, load_rollouts
+    from trainer.data import load_problems
+
+    if (args.run is None) == (args.rollouts is None):
+        raise ValueError("give --run (a stepalign run folder) or --rollouts (a JSONL file)")
+    source = args.rollouts or args.run / "critiques.jsonl"
+    lines = [json.loads(x) for x in source.read_text().splitlines() if x.strip()]
+    problems: dict[str, Any] = {}
+    if args.run is not None:
+        config = json.loads((args.run / "config.resolved.json").read_text())
+        problems = {p.id: p.to_json() for p in load_problems(config["data"]["train"])}
+    rollouts = load_rollouts(lines, problems, args.count)
+    if not rollouts:
+        raise ValueError(f"{source}: no critiqued rollouts to analyse")
+    report = analyze(args.model, rollouts, args.out, budget=args.context_tokens)
+    print(json.dumps(report["aggregate"], indent=2))
+    print(f"wrote {args.out}/analysis.json, {args.out}/advantages.html and {len(rollouts)} PNGs")
+    return 0
 
 
 def _prepare(args: argparse.Namespace) -> int:
@@ -113,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per critique is noise
     try:
-        return _prepare(args) if args.command == "prepare-data" else _train(args)
+        handler = {"prepare-data": _prepare, "eval": _eval, "compare": _compare, "analyze": _analyze}
+        return handler.get(args.command, _train)(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
