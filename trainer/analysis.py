@@ -37,7 +37,7 @@ def load_rollouts(lines: list[dict[str, Any]], problems: dict[str, Any], limit: 
     """Rollouts from critique-log entries; problem text and reference come inline or from `problems` by id.
     Rollouts with a pivotal step come first (they are the interesting ones)."""
     out = []
-    for e in lines:
+    for n, e in enumerate(lines):
         c = e.get("critique")
         if not c:
             continue
@@ -46,7 +46,7 @@ def load_rollouts(lines: list[dict[str, Any]], problems: dict[str, Any], limit: 
         seg = c["steps"]
         out.append(
             Rollout(
-                id=pid or str(e.get("key")),
+                id=pid or str(e.get("key") or f"#{n}"),
                 problem=e.get("problem") or p.get("problem", ""),
                 completion=seg["text"],
                 feedback=c["feedback"],
