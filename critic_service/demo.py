@@ -4,12 +4,9 @@ critique of a wrong student solution over HTTP, print it readably, and stop the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import socket
-import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 PROBLEM = "Start with 37. Add 48. Subtract 19. Multiply by 2. What is the result?"
 SOLUTION = (
@@ -18,27 +15,17 @@ SOLUTION = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _ask(url: str) -> int:
     from critic_service.cli import format_critique
     from shared.client import CriticClient, CriticError
     from shared.schemas import CritiqueRequest
 
     async with CriticClient(url) as client:
-        for _ in range(150):
-            with contextlib.suppress(CriticError):
-                await client.ready()
-                break
-            await asyncio.sleep(0.2)
-        else:
-            print("the critic did not become ready in 30 s", file=sys.stderr)
+        try:
+            info = await client.info()
+        except CriticError as exc:
+            print(f"the critic did not answer: {exc}", file=sys.stderr)
             return 1
-        info = await client.info()
         print(f"critic at {url}: engine {info.engine} ({info.model}), prompt {info.prompt_version}\n")
         print("Problem:", PROBLEM)
         print("Student solution:\n  " + SOLUTION.replace("\n", "\n  ") + "\n")
@@ -51,39 +38,16 @@ async def _ask(url: str) -> int:
 
 
 def main() -> int:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+    from shared.local_critic import local_critic
+
     with tempfile.TemporaryDirectory() as tmp:
-        log_path = os.path.join(tmp, "critic.log")
-        with open(log_path, "wb") as log:
-            server = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "critic_service.cli",
-                    "serve",
-                    "--engine",
-                    "checker",
-                    "--port",
-                    str(port),
-                    "--no-cache",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        print(f"started stepalign-critic serve (pid {server.pid}) on {url}")
-        try:
-            code = asyncio.run(_ask(url))
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-            print("\nstopped the critic")
-        if code:
-            with open(log_path, encoding="utf-8", errors="replace") as f:
-                print(f.read()[-3000:], file=sys.stderr)
+        log = Path(tmp) / "critic.log"
+        with local_critic(log, "--engine", "checker", "--no-cache") as critic:
+            print(f"started stepalign-critic serve (pid {critic.proc.pid}) on {critic.url}")
+            code = asyncio.run(_ask(critic.url))
+            if code:
+                print(critic.output()[-3000:], file=sys.stderr)
+        print("\nstopped the critic")
     return code
 
 

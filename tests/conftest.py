@@ -30,3 +30,6 @@ def math500() -> list[dict[str, Any]]:
     rows = load_jsonl(DATA / "math500" / "test.jsonl")
     assert len(rows) == 500
     return rows
+
+
+pytest_plugins = ["tests.fixtures"]

@@ -3,74 +3,30 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from shared.local_critic import LocalCritic, free_port, local_critic, wait_ready
 from tests.conftest import REPO
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["ServerProcess", "app_thread", "critic_process", "free_port", "wait_ready"]
 
 
-def wait_ready(
-    url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None, log: Path | None = None
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text() if log else ''}")
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} not ready after {timeout_s} s:\n{log.read_text() if log else ''}")
-
-
-@dataclass
-class ServerProcess:
-    url: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
+ServerProcess = LocalCritic
 
 
 @contextlib.contextmanager
 def critic_process(
     tmp: Path, *args: str, env: dict[str, str] | None = None, ready_timeout_s: float = 60.0
-) -> Iterator[ServerProcess]:
-    """`stepalign-critic serve ARGS` on a free loopback port, stopped (SIGTERM, then SIGKILL) afterwards."""
-    port = free_port()
-    log = tmp / f"critic-{port}.log"
-    full_env = {**os.environ, "STEPALIGN_CACHE_PATH": str(tmp / f"cache-{port}.sqlite"), **(env or {})}
-    cmd = [sys.executable, "-m", "critic_service.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, ready_timeout_s, proc, log)
-        yield ServerProcess(url=url, proc=proc, log=log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+) -> Iterator[LocalCritic]:
+    """`stepalign-critic serve ARGS` on a free loopback port, with its own cache file and log in `tmp`."""
+    log = tmp / f"critic-{time.monotonic_ns()}.log"
+    cache = {"STEPALIGN_CACHE_PATH": str(tmp / f"cache-{time.monotonic_ns()}.sqlite")}
+    with local_critic(log, *args, env={**cache, **(env or {})}, ready_timeout_s=ready_timeout_s, cwd=REPO) as c:
+        yield c
 
 
 @contextlib.contextmanager

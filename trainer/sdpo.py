@@ -148,30 +148,22 @@ class TeacherContextBuilder:
         self.last_prompts = []
         for i in range(n):
             ctx = contexts[i] or {}
-            source, ok = "", True
+            feedback, reference = "", ctx.get("solution", "")
             if s.condition == "stepalign":
                 result = self.store.results[i] if self.store is not None and i < len(self.store.results) else None
                 ok = isinstance(result, Critique)
-                source = result.feedback if isinstance(result, Critique) else ""
-                tc = teacher_context(
-                    "stepalign",
-                    problem=ctx.get("problem", ""),
-                    tokenizer=tok,
-                    budget=s.context_budget,
-                    thinking=s.teacher_thinking,
-                    feedback=source,
-                )
+                feedback = result.feedback if isinstance(result, Critique) else ""
             else:
-                source = ctx.get("solution", "")
-                ok = bool(source.strip())
-                tc = teacher_context(
-                    "refsol",
-                    problem=ctx.get("problem", ""),
-                    tokenizer=tok,
-                    budget=s.context_budget,
-                    thinking=s.teacher_thinking,
-                    reference_solution=source,
-                )
+                ok = bool(reference.strip())
+            tc = teacher_context(
+                s.condition,
+                problem=ctx.get("problem", ""),
+                tokenizer=tok,
+                budget=s.context_budget,
+                thinking=s.teacher_thinking,
+                feedback=feedback,
+                reference_solution=reference,
+            )
             truncated += tc.truncated
             ids = tok(tc.text, add_special_tokens=False)["input_ids"][-tr.args.max_reprompt_len :]
             lengths.append(len(ids))

@@ -9,30 +9,16 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
-from tests.servers import ServerProcess, critic_process
-from tests.trainer.runs import small_config, workspace, write_yaml
+from tests.servers import ServerProcess
+from tests.trainer.runs import small_config, write_yaml
 
 pytestmark = pytest.mark.slow
 TRAIN = [sys.executable, "-m", "trainer.cli", "train"]
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    r = tmp_path_factory.mktemp("e2e")
-    workspace(r)
-    return r
-
-
-@pytest.fixture(scope="module")
-def critic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with critic_process(tmp_path_factory.mktemp("critic"), "--no-cache") as s:
-        yield s
 
 
 def _train(config_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -4,7 +4,6 @@ no other's; refsol's holds the reference; a failed critique masks only its rollo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,27 +12,14 @@ import torch
 
 from shared.client import CriticError
 from shared.schemas import Critique, CritiqueRequest
-from tests.servers import ServerProcess, critic_process
-from tests.trainer.runs import small_config, workspace
+from tests.servers import ServerProcess
+from tests.trainer.runs import small_config
 from trainer.critic_client import CriticSettings, TrainerCritic
 from trainer.data import load_problems
 from trainer.sdpo import CriticUnavailable
 from trainer.train import build
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    r = tmp_path_factory.mktemp("trainer")
-    workspace(r)
-    return r
-
-
-@pytest.fixture(scope="module")
-def critic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with critic_process(tmp_path_factory.mktemp("critic"), "--no-cache") as s:
-        yield s
 
 
 def _trainable(trainer: Any) -> dict[str, torch.Tensor]:

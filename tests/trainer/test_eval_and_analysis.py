@@ -7,7 +7,6 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,8 @@ from shared.arithmetic import format_number, random_chain
 from shared.client import CriticClient
 from shared.schemas import CritiqueRequest
 from tests.conftest import DATA, REPO
-from tests.servers import ServerProcess, critic_process
-from tests.trainer.runs import small_config, workspace
+from tests.servers import ServerProcess
+from tests.trainer.runs import small_config
 from trainer.train import run
 
 pytestmark = pytest.mark.slow
@@ -29,19 +28,6 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     out = subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=REPO, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     return out
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    r = tmp_path_factory.mktemp("evalroot")
-    workspace(r)
-    return r
-
-
-@pytest.fixture(scope="module")
-def critic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with critic_process(tmp_path_factory.mktemp("critic"), "--no-cache") as s:
-        yield s
 
 
 def test_eval_writes_json_and_table(root: Path, tmp_path: Path) -> None:

@@ -11,57 +11,19 @@ import argparse
 import contextlib
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-
-import httpx
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
 def critic_server(log_path: Path) -> Iterator[str]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [
-        sys.executable,
-        "-m",
-        "critic_service.cli",
-        "serve",
-        "--engine",
-        "checker",
-        "--port",
-        str(port),
-        "--no-cache",
-    ]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the critic did not start:\n{log_path.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.2)
-        print(f"critic: stepalign-critic serve (checker engine) at {url}, pid {proc.pid}")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        print("critic: stopped")
+    from shared.local_critic import local_critic
+
+    with local_critic(log_path, "--engine", "checker", "--no-cache") as critic:
+        print(f"critic: stepalign-critic serve (checker engine) at {critic.url}, pid {critic.proc.pid}")
+        yield critic.url
+    print("critic: stopped")
 
 
 def main(argv: list[str] | None = None) -> int:
