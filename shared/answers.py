@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import functools
 import multiprocessing
 import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from shared.schemas import AnswerCheck, AnswerStatus
 
@@ -104,15 +106,23 @@ def _equation_for_value(student: str, reference: str) -> bool:
     return "=" in student and "=" not in reference and not _ASSIGNMENT.match(student)
 
 
+@functools.lru_cache(maxsize=8192)
+def _parse_boxed(answer: str, timeout_s: int) -> Any:
+    """math-verify's parse of one answer, remembered per worker: a reference is compared with many samples."""
+    from math_verify import parse  # imported in the worker: sympy is heavy
+
+    return parse("\\boxed{" + answer + "}", parsing_timeout=timeout_s, raise_on_error=True)
+
+
 def _verify_in_worker(reference: str, student: str, timeout_s: int) -> bool | None:
     """Runs in a pool worker's main thread, where math-verify's own signal-based timeouts work.
     True/False when decided, None when math-verify timed out."""
-    from math_verify import parse, verify  # imported in the worker: sympy is heavy
+    from math_verify import verify
     from math_verify.errors import TimeoutException
 
     try:
-        gold = parse("\\boxed{" + reference + "}", parsing_timeout=timeout_s, raise_on_error=True)
-        pred = parse("\\boxed{" + student + "}", parsing_timeout=timeout_s, raise_on_error=True)
+        gold = _parse_boxed(reference, timeout_s)
+        pred = _parse_boxed(student, timeout_s)
         if not gold or not pred:
             return False
         return bool(verify(gold, pred, timeout_seconds=timeout_s, raise_on_error=True))

@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures as cf
 import itertools
 import random
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +21,7 @@ from shared.schemas import AnswerStatus
 KNOWN_EQUIVALENT = {
     ("(-2,1)", "-2,1"): "true: tuple written with or without parentheses",
     ("-2,1", "1,-2"): "true: an unordered list of solutions",
+    ("(-2,1)", "1,-2"): "direction: '1,-2' as the reference is a set of solutions, which (-2,1) lists",
     ("10,\\!080", "10080"): "true: thousands separator",
     ("2 \\sqrt{5}", "2\\sqrt{5}"): "true: spacing",
     ("5", "x=5"): "true: an assignment is read as its value",
@@ -115,6 +117,18 @@ def test_a_thousand_checks_in_under_ten_seconds(math500: list[dict[str, Any]]) -
     assert elapsed < 10.0, f"1000 checks took {elapsed:.1f} s"
     assert sum(r.status is AnswerStatus.equivalent for r in results[:500]) == 500
     assert sum(r.status is AnswerStatus.equivalent for r in results[500:]) <= 5  # repeated answers
+
+
+def test_a_thousand_latex_checks_in_under_ten_seconds(math500: list[dict[str, Any]]) -> None:
+    # The hard half: only answers that need math-verify, each against other answers (no trivial pairs).
+    latex = sorted({r["answer"] for r in math500 if not re.fullmatch(r"-?\d+(\.\d+)?", r["answer"].strip())})
+    pairs = [(latex[(i + s) % len(latex)], latex[i]) for s in range(1, 10) for i in range(len(latex))][:1000]
+    start = time.perf_counter()
+    with AnswerChecker(CheckerConfig(workers=2)) as fresh:
+        results = fresh.check_many(pairs)
+    elapsed = time.perf_counter() - start
+    assert len(results) == 1000 and elapsed < 10.0, f"1000 LaTeX checks took {elapsed:.1f} s"
+    assert sum(r.equivalent is True for r in results) <= 10
 
 
 def test_plain_numbers_are_compared_exactly(checker: AnswerChecker) -> None:
