@@ -56,6 +56,7 @@ def serve(port: int, requests_file: Path) -> None:
     from critic_service.settings import Settings
     from shared.arithmetic import parse_chain
     from shared.critique_text import render
+    from shared.schemas import FeedbackMode
     from shared.steps import segment
 
     replies: dict[str, str] = {}
@@ -64,7 +65,7 @@ def serve(port: int, requests_file: Path) -> None:
         seg = segment(req["student_solution"])
         answer = req["student_solution"].rsplit("boxed{", 1)[1].split("}")[0]
         replies[req["problem"] + req["student_solution"]] = render(
-            critique_chain(chain, [s.text for s in seg.steps], answer, mode=_splice())
+            critique_chain(chain, [s.text for s in seg.steps], answer, mode=FeedbackMode.splice)
         )
 
     class ReplayEngine:
@@ -91,12 +92,6 @@ def serve(port: int, requests_file: Path) -> None:
         loop="uvloop",
         http="httptools",
     )
-
-
-def _splice():  # type: ignore[no-untyped-def]
-    from shared.schemas import FeedbackMode
-
-    return FeedbackMode.splice
 
 
 async def _load(url: str, bodies: list[dict[str, object]], concurrency: int) -> dict[str, float]:

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import shared
 from critic_service.auth import KeyChecker
 from critic_service.engines.base import Engine
-from critic_service.errors import InternalError, InvalidRequest, NotFound, ServiceError
+from critic_service.errors import InternalError, InvalidRequest, MethodNotAllowed, NotFound, ServiceError
 from critic_service.middleware import BodyLimit
 from critic_service.routes import Admission, build_router
 from critic_service.settings import Settings
@@ -54,10 +54,12 @@ def install_error_handlers(app: FastAPI, st: ServiceState) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Routing raises only these two; anything else is reported as the internal error it is.
         if exc.status_code == 404:
             return error_response(NotFound(f"no route {request.method} {request.url.path}"))
-        err = InvalidRequest(str(exc.detail))
-        return JSONResponse(err.body().model_dump(mode="json"), status_code=exc.status_code)
+        if exc.status_code == 405:
+            return error_response(MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}"))
+        return error_response(InternalError(f"unexpected HTTP error {exc.status_code}: {exc.detail}"))
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

@@ -13,6 +13,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.payload_too_large: 413,
     ErrorCode.unauthorized: 401,
     ErrorCode.not_found: 404,
+    ErrorCode.method_not_allowed: 405,
     ErrorCode.rate_limited: 429,
     ErrorCode.overloaded: 503,
     ErrorCode.not_ready: 503,
@@ -67,6 +68,10 @@ class Unauthorized(ServiceError):
 
 class NotFound(ServiceError):
     code = ErrorCode.not_found
+
+
+class MethodNotAllowed(ServiceError):
+    code = ErrorCode.method_not_allowed
 
 
 class RateLimited(ServiceError):

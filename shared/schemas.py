@@ -234,6 +234,7 @@ class ErrorCode(StrEnum):
     payload_too_large = "payload_too_large"  # 413
     unauthorized = "unauthorized"  # 401
     not_found = "not_found"  # 404
+    method_not_allowed = "method_not_allowed"  # 405
     rate_limited = "rate_limited"  # 429, with Retry-After
     overloaded = "overloaded"  # 503, with Retry-After
     not_ready = "not_ready"  # 503: engine still loading

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import psutil
@@ -20,7 +19,7 @@ from tests.critic_service.test_server import REQUEST
 from tests.servers import app_thread
 
 
-def _settings(tmp: Path | None = None, **kw: object) -> Settings:
+def _settings(**kw: object) -> Settings:
     return Settings(cache_path=None, answer_workers=1, **kw)  # type: ignore[arg-type]
 
 

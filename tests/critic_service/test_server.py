@@ -116,6 +116,8 @@ def test_malformed_json_and_unknown_route(server: ServerProcess) -> None:
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
     r = httpx.get(f"{server.url}/v2/nothing")
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = httpx.get(f"{server.url}/v1/critiques")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
     # The process kept working.
     assert httpx.post(f"{server.url}/v1/critiques", json=REQUEST).status_code == 200
 
