@@ -46,7 +46,7 @@ from shared.schemas import (
     Usage,
 )
 from shared.scribe import fidelity, render_feedback, repair_near_copies, splice_solution
-from shared.steps import SegmentationError, segment, segment_explicit
+from shared.steps import SegmentationError, answer_text, segment, segment_explicit
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,11 @@ class Critic:
         student_answer = req.final_answer if req.steps is not None else None
         if student_answer is None:
             student_answer = extract_final_answer(seg.text)
+        # What the critic is shown as the student's final answer: the <answer> block as written, else the boxed
+        # value the solution ends with, else nothing (its case rules C and D depend on it).
+        written_answer = answer_text(seg)
+        if written_answer is None and student_answer is not None:
+            written_answer = f"\\boxed{{{student_answer}}}"
         reference = req.reference_answer or extract_final_answer(req.reference_solution or "")
         answer_check = await self.checker.acheck(student_answer, reference)
 
@@ -148,6 +153,7 @@ class Critic:
                 messages=critic_messages(
                     problem=req.problem,
                     steps=steps,
+                    student_answer=written_answer,
                     reference_answer=req.reference_answer,
                     reference_solution=req.reference_solution,
                     mode=mode,
@@ -228,7 +234,7 @@ class Critic:
             if self.config.repair_near_copies:
                 solution = repair_near_copies(seg, parsed, solution)
             score = fidelity(seg, parsed, solution)
-            results.append(check_fidelity(score, self.config.fidelity_threshold))
+            results.append(check_fidelity(score, self.config.fidelity_threshold, parsed.case))
         else:
             solution = splice_solution(seg, parsed)
         errors = [f"{r.rule}: {r.detail}" for r in failures(results)]

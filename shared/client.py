@@ -1,7 +1,8 @@
 """The typed async HTTP client of the critic API, used by `stepalign-critic critique` and by the trainer.
 
 Every failure surfaces as one exception type, `CriticError`, carrying the HTTP status and the API's error body,
-and saying whether a retry can help (429, 5xx and transport errors can; 4xx never do).
+and saying whether a retry can help (by error code: transport errors, 429, 503, 504 and 502 `engine_error` can;
+502 `invalid_critique`, 4xx and 500 never do).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -26,6 +28,7 @@ from shared.schemas import (
 )
 
 M = TypeVar("M", bound=BaseModel)
+RETRYABLE_STATUSES = frozenset({429, 503, 504})
 
 
 class CriticError(Exception):
@@ -46,8 +49,15 @@ class CriticError(Exception):
 
     @property
     def retryable(self) -> bool:
-        """Transport errors, 429 and 5xx may succeed on a retry; other statuses are the caller's fault."""
-        return self.status is None or self.status == 429 or self.status >= 500
+        """Whether a retry can help, by error code: transport errors, 429, 503 and 504 (load: the service's
+        deadline counts time spent queued) yes; 502 only for `engine_error` or a proxy's body-less 502, never for
+        `invalid_critique` (the critic decodes greedily, so it would write the same invalid critique again); 4xx
+        and 500 (a bug) never."""
+        if self.status is None or self.status in RETRYABLE_STATUSES:
+            return True
+        if self.status == 502:
+            return self.code in (None, "engine_error")
+        return False
 
     @property
     def code(self) -> str | None:
@@ -85,12 +95,11 @@ class CriticClient:
         api_key: str | None = None,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 900.0,
-        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout, transport=transport)
+        self._http = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout)
 
     async def _call(self, method: str, path: str, model: type[M], json: Any = None) -> M:
         try:
@@ -204,6 +213,32 @@ class CriticPool:
                 finally:
                     self.outstanding[i] -= 1
         raise AssertionError("unreachable")
+
+    async def wait_ready(
+        self, timeout_s: float, progress: Callable[[str], None] | None = None, poll_s: float = 2.0
+    ) -> int:
+        """Poll every replica's /readyz until one answers ready; return its index. Raises `CriticError` (the last
+        replica's answer) after `timeout_s`. `progress` gets a line about every 10 s while waiting."""
+        started = time.monotonic()
+        last_report = started
+        last: CriticError | None = None
+        while True:
+            for i, client in enumerate(self.clients):
+                try:
+                    await client.ready()
+                    return i
+                except CriticError as exc:
+                    last = exc
+            now = time.monotonic()
+            if now - started >= timeout_s:
+                assert last is not None
+                raise CriticError(
+                    f"no critic ready after {timeout_s:g} s: {last}", status=last.status, body=last.body
+                ) from last
+            if progress is not None and now - last_report >= 10.0:
+                last_report = now
+                progress(f"waiting for the critic ({now - started:.0f} s of at most {timeout_s:g} s): {last}")
+            await asyncio.sleep(poll_s)
 
     async def critique_many(self, requests: list[CritiqueRequest]) -> list[Critique | CriticError]:
         """All critiques concurrently (bounded by the pool's limit); failures are returned, not raised."""

@@ -259,7 +259,33 @@ def schema_regex(n_steps: int, *, body_kind: str = BodyKind.correction, limits: 
     return rf"Case: [ABCD]\n{pivot}Summary:\n{summary}{body}"
 
 
+_FIRST_STEP = re.compile(r"<step[_ ]?(\d+)>", re.IGNORECASE)
+
+
+def first_correction_step(body: str | None) -> int | None:
+    """The number of the first `<step_k>` tag in a correction (None if it has none)."""
+    m = _FIRST_STEP.search(body or "")
+    return int(m.group(1)) if m else None
+
+
 # --- Semantic validation (DESIGN.md rules 1-5), as pure functions returning one CheckResult each. ---
+
+
+def _correction_start_problem(c: ParsedCritique) -> str | None:
+    """Splice mode: where a correction may start. D and B take over at the pivotal step N itself; C may start
+    earlier (at F <= N) to compress the student's steps F..N-1, the student having run out of room."""
+    n = c.pivotal_step
+    if c.case not in CASES_WITH_PIVOT or n is None or c.body is None:
+        return None
+    first = first_correction_step(c.body)
+    if first is None:
+        return f"the correction has no <step_k> block; it must start with <step_{n}>"
+    if c.case is Case.C:
+        if not 1 <= first <= n:
+            return f"case C correction starts at <step_{first}>; it may start at <step_1> to <step_{n}>"
+    elif first != n:
+        return f"case {c.case.value} correction starts at <step_{first}>, but it must start at the pivotal step <step_{n}>"
+    return None
 
 
 def check_structure(c: ParsedCritique, n_steps: int, *, scribe: bool = False) -> CheckResult:
@@ -278,6 +304,10 @@ def check_structure(c: ParsedCritique, n_steps: int, *, scribe: bool = False) ->
         problems.append(f"case {c.case.value} needs {what}")
     if not needs_body and c.body is not None:
         problems.append("case A takes no correction")
+    if not scribe and c.pivotal_step is not None and 1 <= c.pivotal_step <= n_steps:
+        start = _correction_start_problem(c)
+        if start is not None:
+            problems.append(start)
     return CheckResult(rule="structure", passed=not problems, detail="; ".join(problems))
 
 
@@ -351,10 +381,15 @@ def check_correction_answer(c: ParsedCritique, check: AnswerCheck | None) -> Che
     return CheckResult(rule="correction_answer", passed=True)
 
 
-def check_fidelity(score: float, threshold: float) -> CheckResult:
-    """Rule 5 (scribe mode): the share of steps before N copied verbatim meets the threshold."""
+def check_fidelity(score: float, threshold: float, case: Case | None = None) -> CheckResult:
+    """Rule 5 (scribe mode): the share of the steps the case keeps that were copied verbatim meets the threshold.
+    Case C is exempt (reported, not required): the critic may compress a student who ran out of room."""
+    if case is Case.C:
+        return CheckResult(
+            rule="fidelity", passed=None, detail=f"case C may compress the student's steps ({score:.0%} copied)"
+        )
     ok = score >= threshold
-    detail = "" if ok else f"only {score:.0%} of the steps before the pivotal step were copied verbatim"
+    detail = "" if ok else f"only {score:.0%} of the student's steps that the case keeps were copied verbatim"
     return CheckResult(rule="fidelity", passed=ok, detail=detail + (f" (need {threshold:.0%})" if not ok else ""))
 
 

@@ -77,9 +77,16 @@ _SPLICE_BODY = """Correction:                       (omit this section for case 
 <step_N+1>...the continuation, in the same style, up to the right answer...</step_N+1>
 <answer>\\boxed{<the reference answer>}</answer>
 
-The correction starts at the pivotal step N. Do not repeat steps 1 to N-1: they are copied from the student's \
-text automatically. For case C you may merge the remaining work into few steps; for case B rewrite only step N \
-with its justification and continue as the student did."""
+The student's steps before the pivotal step N are copied from the student's text automatically, so never repeat \
+them. What the correction holds depends on the case:
+- D: the corrected step N, then the continuation to the right answer.
+- B: only the fixed or justified step N, numbered N (with any missing step you insert right before or after it, \
+numbered on from N). The student's steps after it are copied after your correction automatically, renumbered if \
+you inserted a step. If the summary marks several steps Incorrect, your correction replaces the steps from N to \
+the last Incorrect one.
+- C: the completion from step N to the answer, in few steps. The student ran out of room, so you may also \
+compress the student's correct work: start your correction at an earlier step F (1 <= F <= N) with a condensed \
+version of the student's steps F to N-1; then only the student's steps 1 to F-1 are copied."""
 
 _SCRIBE_BODY = """Solution:
 <step_1>...</step_1>
@@ -88,8 +95,9 @@ _SCRIBE_BODY = """Solution:
 
 The solution is the student's solution as a faithful scribe would write it: copy every step before the pivotal \
 step exactly, character for character; rewrite step N correctly, in the student's notation; then continue to the \
-right answer in the student's style. For case A copy the whole solution exactly. For case C you may compress the \
-correct steps before finishing."""
+right answer in the student's style. For case A copy the whole solution exactly. For case B fix or justify only \
+step N (inserting a missing step if needed) and copy every other step exactly, the steps after N included. For \
+case C the student ran out of room: you may compress the correct steps before N into fewer steps, then finish."""
 
 _CRITIC_USER = """Problem:
 $problem
@@ -99,6 +107,8 @@ $reference
 
 Student's solution ($n_steps steps):
 $student_steps
+
+Student's final answer: $student_answer
 
 Critique the student's solution in the required format."""
 
@@ -174,6 +184,17 @@ def format_reference(reference_answer: str | None, reference_solution: str | Non
     return "\n\n".join(lines)
 
 
+NO_FINAL_ANSWER = "none (the solution ends without a final answer)"
+
+
+def format_student_answer(answer: str | None) -> str:
+    """The student's final answer as written (the content of its <answer> block), or a plain statement that
+    there is none: the critic's case rules (C: no answer, D: a wrong one) depend on it."""
+    if answer is None or not answer.strip():
+        return NO_FINAL_ANSWER
+    return answer.strip()
+
+
 def format_student_steps(steps: Sequence[str]) -> str:
     """The student's steps as the critic sees them: one tagged block per step."""
     return "\n".join(f"<step_{i}>{s}</step_{i}>" for i, s in enumerate(steps, start=1))
@@ -183,17 +204,20 @@ def critic_messages(
     *,
     problem: str,
     steps: Sequence[str],
+    student_answer: str | None,
     reference_answer: str | None,
     reference_solution: str | None,
     mode: FeedbackMode = FeedbackMode.splice,
     previous: Sequence[tuple[str, Sequence[str]]] = (),
 ) -> list[dict[str, str]]:
-    """Chat messages for one critique; `previous` holds (rejected output, its errors) of earlier attempts."""
+    """Chat messages for one critique; `student_answer` is the student's final answer as written (None: there is
+    none); `previous` holds (rejected output, its errors) of earlier attempts."""
     user = CRITIC_USER.render(
         problem=problem,
         reference=format_reference(reference_answer, reference_solution),
         n_steps=str(len(steps)),
         student_steps=format_student_steps(steps),
+        student_answer=format_student_answer(student_answer),
     )
     messages = [
         {"role": "system", "content": CRITIC_SYSTEM[mode].render()},

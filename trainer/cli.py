@@ -29,6 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--train-data", help="training problems (file or dataset)")
     t.add_argument("--output-dir", type=Path)
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the output dir")
+    t.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the configuration and print the batch plan and resolved settings; load no model, call no critic",
+    )
     d = sub.add_parser("prepare-data", help="format and difficulty filters, then train/test splits and a manifest")
     d.add_argument("--source", required=True, help="problems: a .jsonl/.json/.parquet file or a dataset name")
     d.add_argument("--format", default="auto", help="field mapping (auto, openmathreasoning, gsm8k, math500, ...)")
@@ -200,6 +205,17 @@ def _train(args: argparse.Namespace) -> int:
     if args.critic_url:
         overrides.setdefault("critic", {})["urls"] = args.critic_url
     config = load_config(args.config, overrides)
+    if args.dry_run:
+        import json
+
+        from trainer.train import trl_defaults
+        from trainer.validate import validate
+
+        trl_args, plan = validate(config, trl_defaults(config))
+        print(plan.describe())
+        print(f"gradient_accumulation_steps: {trl_args.gradient_accumulation_steps}")
+        print(json.dumps(config.resolved(), indent=2))
+        return 0
     key = os.environ.get(config.critic.api_key_env) if config.critic.api_key_env else None
     summary = run(config, resume=args.resume, critic_api_key=key)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -212,9 +228,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per critique is noise
+    from pydantic import ValidationError
+
+    from trainer.outcomes import CriticUnavailable
+
     try:
         handler = {"prepare-data": _prepare, "eval": _eval, "compare": _compare, "analyze": _analyze}
         return handler.get(args.command, _train)(args)
+    except CriticUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except ValidationError as exc:  # our config fields: name each bad one on its own line
+        lines = [f"  {'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        print("error: invalid configuration:\n" + "\n".join(lines), file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

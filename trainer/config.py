@@ -40,6 +40,12 @@ class CriticConfig(_Strict):
     min_rollouts_for_failure_rate: int = Field(
         default=32, ge=1, description="Rollouts seen before the failure rate can stop the run."
     )
+    ready_timeout_s: float = Field(
+        default=1800.0, gt=0, description="Longest wait for the critic's /readyz before step 1 (a 32B model loads for minutes)."
+    )
+    preflight_problems: int = Field(
+        default=2, ge=0, description="Training problems critiqued before any model loads, to fail fast (0: none)."
+    )
 
 
 class DataConfig(_Strict):
@@ -72,6 +78,19 @@ class TrainConfig(_Strict):
     teacher_thinking: bool = Field(default=True, description="Chat-template thinking switch for the teacher.")
     max_context_tokens: int = Field(
         default=1536, ge=16, description="Token budget of the critique/reference in the teacher prompt."
+    )
+    effective_batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Prompts per optimizer step over all processes (the paper: 32). TRL's gradient_accumulation_steps "
+        "follows from it, per_device_train_batch_size, num_generations and the process count; null: as TRL is given.",
+    )
+    loss_cut_threshold: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description="Cut each rollout's distillation loss at the first token the teacher gives a probability below "
+        "this (our addition, not the paper's: null = off, the paper's loss on every completion token).",
     )
     trl: dict[str, Any] = Field(default_factory=dict, description="Any SDPOConfig / GRPOConfig field.")
 

@@ -15,13 +15,14 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from shared.client import CriticError, CriticPool, RetryPolicy
 from shared.schemas import Critique, CritiqueRequest
+from trainer.outcomes import CriticOutcomes, CriticUnavailable
 
 log = logging.getLogger("stepalign.trainer.critic")
 T = TypeVar("T")
@@ -97,19 +98,21 @@ class CriticSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 900.0
+    ready_timeout_s: float = 1800.0
 
 
 class TrainerCritic:
-    """Critiques for one step's rollouts, concurrently, logged and reused on resume."""
+    """Critiques for one step's rollouts, concurrently, logged and reused on resume; every outcome is counted in
+    `outcomes` (the run's one counter)."""
 
     def __init__(self, settings: CriticSettings, log_path: Path, *, log_position: int | None = None) -> None:
         self.settings = settings
         self.log = CritiqueLog(log_path, truncate_to=log_position)
+        self.outcomes = CriticOutcomes()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="critic-loop", daemon=True)
         self._thread.start()
         self._pool = self._run(self._make_pool())
-        self.counts = {"requested": 0, "reused": 0, "failed": 0}
 
     async def _make_pool(self) -> CriticPool:
         s = self.settings
@@ -125,8 +128,23 @@ class TrainerCritic:
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
+    def wait_ready(self, progress: Callable[[str], None] | None = None) -> None:
+        """Block until a critic replica answers /readyz (a 32B model loads for minutes); `CriticUnavailable` after
+        `ready_timeout_s`."""
+        timeout = self.settings.ready_timeout_s
+        try:
+            index = self._run(self._pool.wait_ready(timeout, progress))
+        except CriticError as exc:
+            raise CriticUnavailable(f"the critic at {', '.join(self.settings.urls)} is not ready: {exc}") from exc
+        log.info("critic ready: %s", self.settings.urls[index])
+
+    def critique_many(self, requests: list[CritiqueRequest]) -> list[Critique | CriticError]:
+        """Critiques without logging or counting (the preflight's)."""
+        return self._run(self._pool.critique_many(requests))
+
     def critique_step(self, step: int, requests: Iterable[CritiqueRequest]) -> list[Critique | CriticError]:
-        """Critiques of one step's rollouts, in order; failures come back as `CriticError` values."""
+        """Critiques of one step's rollouts, in order; failures come back as `CriticError` values. Each outcome is
+        logged once and counted once."""
         reqs = list(requests)
         keys = [rollout_key(step, i, r) for i, r in enumerate(reqs)]
         results: list[Critique | CriticError | None] = [None] * len(reqs)
@@ -134,21 +152,20 @@ class TrainerCritic:
         for i, key in enumerate(keys):
             entry = self.log.entries.get(key)
             if entry is not None and entry.get("critique") is not None:
-                results[i] = Critique.model_validate(entry["critique"])
-                self.counts["reused"] += 1
+                results[i] = got = Critique.model_validate(entry["critique"])
+                self.outcomes.record(got, reused=True)
             else:
                 todo.append(i)
-        fresh = self._run(self._pool.critique_many([reqs[i] for i in todo])) if todo else []
+        fresh = self.critique_many([reqs[i] for i in todo]) if todo else []
         for i, got in zip(todo, fresh, strict=True):
             results[i] = got
+            self.outcomes.record(got)
             entry: dict[str, Any] = {"key": keys[i], "step": step, "index": i}
             if isinstance(got, CriticError):
-                self.counts["failed"] += 1
                 entry["error"] = {"status": got.status, "code": got.code, "message": str(got)}
             else:
                 entry["critique"] = got.model_dump(mode="json")
             self.log.append(entry)
-        self.counts["requested"] += len(todo)
         return [r for r in results if r is not None]
 
     def close(self) -> None:

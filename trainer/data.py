@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +25,22 @@ class Problem:
 
     def to_json(self) -> dict[str, str]:
         return asdict(self)
+
+
+_THINK_END = re.compile(r"</think>", re.IGNORECASE)
+_THINK = re.compile(r"</?think>", re.IGNORECASE)
+
+
+def complete_solution(text: str) -> str:
+    """The complete solution of a generated one: OpenMathReasoning's `generated_solution` is a long reasoning
+    trace in `<think>...</think>` followed by the clean solution with its boxed answer; the teacher gets the part
+    after the reasoning (the whole text when there is no reasoning block, or nothing after it)."""
+    closes = list(_THINK_END.finditer(text))
+    if closes:
+        after = text[closes[-1].end() :].strip()
+        if after:
+            return after
+    return _THINK.sub("", text).strip()
 
 
 class DataError(ValueError):
@@ -101,6 +118,7 @@ def load_problems(source: str, *, fmt: str = "auto", split: str = "train", limit
         except KeyError as exc:
             raise DataError(f"{source} row {i}: missing field {exc} for format {fmt}") from exc
         answer = str(answer).strip()
+        solution = complete_solution(str(solution or ""))
         if not answer and solution:
             answer = extract_final_answer(str(solution)) or ""
         pid = str(row.get("id") or row.get("unique_id") or hashlib.sha256(str(problem).encode()).hexdigest()[:12])

@@ -2,20 +2,21 @@
 
 TRL's seam: `SDPOTrainer.__init__` ends by assigning `self.teacher_context_builder`, and
 `_prepare_training_batch` calls `builder.build(batch, prompts, rewards, feedbacks=privileged_contexts)` after the
-reward functions, then reads `builder.last_metrics`. We replace that builder per condition:
-- `stepalign`: the critic's `feedback` on this very rollout (the reward function asked the critic, once per
-  rollout, and left the result in a `StepCritiques` the builder reads);
+reward functions, then reads `builder.last_metrics`. TRL hands the SAME `privileged_context` dicts to the reward
+function and to the builder, so a rollout's critique travels on its own context dict (`CRITIQUE`): the reward
+asks the critic once per rollout and puts the result there; the builder reads it back. A context without one is
+an error, never a silent mask. We replace the builder per condition:
+- `stepalign`: the critic's `feedback` on this very rollout;
 - `refsol`: the problem's reference solution.
-A rollout without a valid critique gets `self_distillation_mask = 0`: excluded from the loss, counted, logged;
-the run stops only past `max_failure_rate`. Everything else (losses, teacher kinds, LoRA, accelerate,
-checkpoints) is TRL's. `tests/trainer/test_trl_seam.py` fails loudly if the seam changes.
+A rollout whose critique failed gets `self_distillation_mask = 0`: excluded from the loss, counted, logged;
+the run stops past `max_failure_rate`. Everything else (losses, teacher kinds, LoRA, accelerate, checkpoints) is
+TRL's. `tests/trainer/test_trl_seam.py` fails loudly if the seam changes.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,75 +25,67 @@ from shared.client import CriticError
 from shared.schemas import Critique, CritiqueRequest, FeedbackMode
 from trainer.contexts import teacher_context
 from trainer.critic_client import TrainerCritic
+from trainer.outcomes import CriticOutcomes, CriticUnavailable
 from trainer.rewards import critique_reward
 
+CRITIQUE = "critique"  # key of a rollout's critique result on its privileged_context dict
+COMPLETION = "completion"  # the text that was critiqued, to check the builder sees the same rollout
 
-class CriticUnavailable(RuntimeError):
-    """Too many rollouts got no valid critique: training on the rest would be training on a biased subset."""
 
-
-@dataclass
-class StepCritiques:
-    """The critiques of the rollouts the reward function just scored, for the builder of the same step."""
-
-    completions: list[str] = field(default_factory=list)
-    results: list[Critique | CriticError] = field(default_factory=list)
-    cases: Counter[str] = field(default_factory=Counter)
-    rollouts: int = 0
-    failed: int = 0
+class MissingCritique(RuntimeError):
+    """A stepalign rollout reached the builder without a critique on its context: the reward function and the
+    builder no longer share TRL's `privileged_context` objects (see ../shared/TRL-NOTES.md)."""
 
 
 def _local_error(message: str) -> CriticError:
     return CriticError(message, status=422)
 
 
+def critique_request(completion: str, ctx: dict[str, Any], mode: FeedbackMode) -> CritiqueRequest | CriticError:
+    """The critique request of one rollout, or the local error that keeps it from being sent."""
+    if not completion.strip():
+        return _local_error("empty completion")
+    try:
+        return CritiqueRequest(
+            problem=ctx["problem"],
+            reference_answer=ctx.get("answer") or None,
+            reference_solution=ctx.get("solution") or None,
+            student_solution=completion,
+            feedback_mode=mode,
+            request_id=f"{ctx.get('id', '')}:{uuid.uuid4().hex[:8]}",
+        )
+    except ValidationError as exc:
+        return _local_error(f"rollout cannot be sent to the critic: {exc.errors()[0]['msg']}")
+
+
 class CritiqueReward:
     """The reward function of the stepalign condition: asks the critic about every rollout of the step at once;
-    reward 1 for a right final answer (case A or B). The critiques are kept for the context builder."""
+    reward 1 for a right final answer (case A or B). Each result is put on its rollout's context dict."""
 
     __name__ = "critic_reward"
 
-    def __init__(self, critic: TrainerCritic, store: StepCritiques, mode: FeedbackMode) -> None:
+    def __init__(self, critic: TrainerCritic, mode: FeedbackMode) -> None:
         self.critic = critic
-        self.store = store
         self.mode = mode
-
-    def _request(self, completion: str, ctx: dict[str, Any]) -> CritiqueRequest | CriticError:
-        if not completion.strip():
-            return _local_error("empty completion")
-        try:
-            return CritiqueRequest(
-                problem=ctx["problem"],
-                reference_answer=ctx.get("answer") or None,
-                reference_solution=ctx.get("solution") or None,
-                student_solution=completion,
-                feedback_mode=self.mode,
-                request_id=f"{ctx.get('id', '')}:{uuid.uuid4().hex[:8]}",
-            )
-        except ValidationError as exc:
-            return _local_error(f"rollout cannot be sent to the critic: {exc.errors()[0]['msg']}")
 
     def __call__(self, prompts: list[Any], completions: list[Any], **kwargs: Any) -> list[float]:
         texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
         contexts: list[dict[str, Any]] = kwargs["privileged_context"]
+        if len({id(c) for c in contexts}) != len(contexts):
+            raise MissingCritique("two rollouts share one privileged_context dict; their critiques would collide")
         state = kwargs.get("trainer_state")
         step = int(state.global_step) if state is not None else 0
-        built = [self._request(t, c) for t, c in zip(texts, contexts, strict=True)]
+        built = [critique_request(t, c, self.mode) for t, c in zip(texts, contexts, strict=True)]
         to_send = [(i, r) for i, r in enumerate(built) if isinstance(r, CritiqueRequest)]
         answers = self.critic.critique_step(step, [r for _, r in to_send])
-        results: list[Critique | CriticError] = [
-            r if isinstance(r, CriticError) else _local_error("not sent") for r in built
-        ]
+        results: list[Critique | CriticError] = [r if isinstance(r, CriticError) else _local_error("not sent") for r in built]
         for (i, _), got in zip(to_send, answers, strict=True):
             results[i] = got
-        self.store.completions = texts
-        self.store.results = results
-        for r in results:
-            self.store.rollouts += 1
-            if isinstance(r, CriticError):
-                self.store.failed += 1
-            else:
-                self.store.cases[r.case.value] += 1
+        for i, (ctx, result) in enumerate(zip(contexts, results, strict=True)):
+            if isinstance(built[i], CriticError):
+                self.critic.outcomes.record(result)  # sent ones were counted by the critic client
+            ctx[CRITIQUE] = result
+            ctx[COMPLETION] = texts[i]
         return [critique_reward(r) for r in results]
 
 
@@ -105,29 +98,40 @@ class BuilderSettings:
     min_rollouts: int
 
 
+def check_failure_rate(outcomes: CriticOutcomes, max_rate: float, min_rollouts: int) -> None:
+    """Stop the run (`CriticUnavailable`) once too many rollouts got no valid critique."""
+    if outcomes.rollouts < min_rollouts:
+        return
+    rate = outcomes.failure_rate()
+    if rate > max_rate:
+        raise CriticUnavailable(
+            f"{outcomes.failed} of {outcomes.rollouts} rollouts ({rate:.0%}) got no valid critique, more than "
+            f"critic.max_failure_rate={max_rate:.0%}; the critic said: {outcomes.most_common_errors()}. "
+            "Each failure is in critiques.jsonl in the run folder."
+        )
+
+
 class TeacherContextBuilder:
     """Replaces TRL's `SuccessfulRolloutTeacherContextBuilder`: one teacher prompt per rollout, built from this
     rollout's critique (stepalign) or the problem's reference solution (refsol)."""
 
-    def __init__(self, trainer: Any, settings: BuilderSettings, store: StepCritiques | None = None) -> None:
+    def __init__(self, trainer: Any, settings: BuilderSettings, outcomes: CriticOutcomes | None = None) -> None:
         self.trainer = trainer
         self.settings = settings
-        self.store = store
+        self.outcomes = outcomes
         self.last_metrics: dict[str, float] = {}
         self.masked = 0
         self.rollouts = 0
         self.last_prompts: list[str] = []  # for inspection and tests
+        self.last_critiques: list[Critique | None] = []
 
-    def _check_failure_rate(self) -> None:
-        s, store = self.settings, self.store
-        if store is None or store.rollouts < s.min_rollouts:
-            return
-        rate = store.failed / store.rollouts
-        if rate > s.max_failure_rate:
-            raise CriticUnavailable(
-                f"{store.failed} of {store.rollouts} rollouts ({rate:.0%}) got no valid critique, more than "
-                f"max_failure_rate={s.max_failure_rate:.0%}; see critiques.jsonl in the run folder for the errors"
-            )
+    def _feedback(self, i: int, ctx: dict[str, Any], completion: str) -> Critique | None:
+        if CRITIQUE not in ctx:
+            raise MissingCritique(f"rollout {i} of this step reached the teacher-context builder without a critique")
+        if ctx.get(COMPLETION) != completion:
+            raise MissingCritique(f"rollout {i}: the critique on its context is of another completion")
+        result = ctx[CRITIQUE]
+        return result if isinstance(result, Critique) else None
 
     def build(self, output: dict[str, Any], prompts: list[Any], rewards: Any, feedbacks: Any = None) -> dict[str, Any]:
         import torch
@@ -139,20 +143,25 @@ class TeacherContextBuilder:
         completion_ids = output["completion_ids"]
         completion_mask = output["completion_mask"]
         n = int(completion_ids.size(0))
-        contexts: list[dict[str, Any]] = list(feedbacks) if feedbacks is not None else [{}] * n
+        if feedbacks is None or len(feedbacks) != n:
+            raise MissingCritique(f"{n} rollouts but {0 if feedbacks is None else len(feedbacks)} contexts from TRL")
         s = self.settings
+        texts = tok.batch_decode(completion_ids, skip_special_tokens=True) if s.condition == "stepalign" else []
         teacher_ids: list[Any] = []
         keep: list[float] = []
-        truncated = 0
+        truncated = elided = 0
         lengths = []
         self.last_prompts = []
+        self.last_critiques = []
         for i in range(n):
-            ctx = contexts[i] or {}
-            feedback, reference = "", ctx.get("solution", "")
+            ctx = feedbacks[i] or {}
+            feedback, reference, steps = "", ctx.get("solution", ""), []
             if s.condition == "stepalign":
-                result = self.store.results[i] if self.store is not None and i < len(self.store.results) else None
-                ok = isinstance(result, Critique)
-                feedback = result.feedback if isinstance(result, Critique) else ""
+                critique = self._feedback(i, ctx, texts[i])
+                self.last_critiques.append(critique)
+                ok = critique is not None
+                if critique is not None:
+                    feedback, steps = critique.feedback, [x.text for x in critique.steps.steps]
             else:
                 ok = bool(reference.strip())
             tc = teacher_context(
@@ -163,8 +172,10 @@ class TeacherContextBuilder:
                 thinking=s.teacher_thinking,
                 feedback=feedback,
                 reference_solution=reference,
+                student_steps=steps,
             )
             truncated += tc.truncated
+            elided += tc.elided_steps > 0
             ids = tok(tc.text, add_special_tokens=False)["input_ids"][-tr.args.max_reprompt_len :]
             lengths.append(len(ids))
             teacher_ids.append(torch.as_tensor(ids, dtype=torch.long, device=device))
@@ -175,17 +186,19 @@ class TeacherContextBuilder:
         mask = torch.tensor(keep, dtype=torch.float32, device=device)
         self.rollouts += n
         self.masked += int(n - sum(keep))
+        kept = float(mask.mean().item()) if n else 0.0
         self.last_metrics = {
             # These two names are read by TRL's diagnostics; without them it warns that nothing is distilled.
-            "self_distillation/reprompt_sample_fraction": float(mask.mean().item()) if n else 0.0,
+            "self_distillation/reprompt_sample_fraction": kept,
             "self_distillation/success_group_fraction": 1.0,
-            "stepalign/masked_fraction": 1.0 - (float(mask.mean().item()) if n else 0.0),
+            "stepalign/masked_fraction": 1.0 - kept,
             "stepalign/context_truncated_fraction": truncated / max(1, n),
+            "stepalign/context_elided_fraction": elided / max(1, n),
             "stepalign/teacher_prompt_tokens": sum(lengths) / max(1, n),
         }
-        if self.store is not None and self.store.rollouts:
-            self.last_metrics["stepalign/critic_failure_rate"] = self.store.failed / self.store.rollouts
-        self._check_failure_rate()
+        if self.outcomes is not None:
+            self.last_metrics["stepalign/critic_failure_rate"] = self.outcomes.failure_rate()
+            check_failure_rate(self.outcomes, s.max_failure_rate, s.min_rollouts)
         return {
             "teacher_input_ids": torch.cat([t_ids, completion_ids], dim=1),
             "teacher_attention_mask": torch.cat([t_mask, completion_mask], dim=1),
@@ -193,13 +206,18 @@ class TeacherContextBuilder:
         }
 
 
-def sdpo_trainer_class() -> type:
-    """`SDPOTrainer` with two additions: an epoch-seeded sampler (TRL's replays epoch 0's order after a resume
-    past the first epoch) and a logged mean per-token advantage, log p_teacher - log p_student (the logged
-    sampled_token loss is a surrogate)."""
+def sdpo_trainer_class(loss_cut_threshold: float | None = None) -> type:
+    """`SDPOTrainer` with three additions at its loss seam and sampler: an epoch-seeded sampler (TRL's replays
+    epoch 0's order after a resume past the first epoch), a logged mean per-token advantage
+    log p_teacher - log p_student (the logged sampled_token loss is a surrogate), and, when `loss_cut_threshold`
+    is set, each rollout's distillation loss cut after the first token the teacher rejects (`trainer.losses`)."""
+    import dataclasses
+
     import torch
     from trl.experimental.sdpo import SDPOTrainer
     from trl.trainer.utils import RepeatSampler, selective_log_softmax
+
+    from trainer.losses import first_rejection_mask, mean_token_advantage
 
     class EpochSeededRepeatSampler(RepeatSampler):  # type: ignore[misc]
         def set_epoch(self, epoch: int) -> None:
@@ -219,14 +237,25 @@ def sdpo_trainer_class() -> type:
             )
 
         def _compute_self_distillation_loss(self, model: Any, inputs: Any, distillation_logits: Any) -> Any:
+            mode = "train" if model.training else "eval"
+            metrics = self._metrics[mode]
             with torch.no_grad():
                 ids = distillation_logits.completion_ids
                 m = distillation_logits.loss_mask
                 s = selective_log_softmax(distillation_logits.student_logits, ids)
                 t = selective_log_softmax(distillation_logits.teacher_logits, ids)
-                adv = ((t - s) * m).sum() / m.sum().clamp(min=1.0)
-            mode = "train" if model.training else "eval"
-            self._metrics[mode]["stepalign/mean_token_advantage"].append(self.accelerator.gather(adv).mean().item())
+                adv = mean_token_advantage(s, t, m)
+                if loss_cut_threshold is not None:
+                    cut, stats = first_rejection_mask(t, m, loss_cut_threshold)
+                    distillation_logits = dataclasses.replace(distillation_logits, loss_mask=cut)
+                    kept = torch.tensor(
+                        [stats.tokens_after / max(1, stats.tokens_before), stats.rollouts_cut / max(1, m.size(0))],
+                        device=m.device,
+                    )
+                    kept = self.accelerator.gather(kept).view(-1, 2).mean(dim=0)
+                    metrics["stepalign/loss_cut_token_fraction_kept"].append(kept[0].item())
+                    metrics["stepalign/loss_cut_rollout_fraction"].append(kept[1].item())
+            metrics["stepalign/mean_token_advantage"].append(self.accelerator.gather(adv).mean().item())
             return super()._compute_self_distillation_loss(model, inputs, distillation_logits)
 
     return StepAlignSDPOTrainer

@@ -19,7 +19,9 @@ from trainer.config import TrainConfig, save_config
 from trainer.contexts import chat
 from trainer.critic_client import CriticSettings, TrainerCritic
 from trainer.data import Problem, load_problems
-from trainer.sdpo import BuilderSettings, CritiqueReward, StepCritiques, TeacherContextBuilder, sdpo_trainer_class
+from trainer.outcomes import CriticOutcomes
+from trainer.sdpo import BuilderSettings, CritiqueReward, TeacherContextBuilder, sdpo_trainer_class
+from trainer.validate import preflight, preflight_request, validate
 
 log = logging.getLogger("stepalign.trainer")
 STATE_FILE = "stepalign_state.json"
@@ -47,7 +49,8 @@ def dataset_rows(problems: list[Problem], tokenizer: Any, *, thinking: bool) -> 
     ]
 
 
-def _trl_args(config: TrainConfig, kind: str) -> Any:
+def trl_defaults(config: TrainConfig) -> dict[str, Any]:
+    """Our defaults for TRL's arguments (the config's own TRL keys override them)."""
     import torch
 
     defaults: dict[str, Any] = {
@@ -61,21 +64,15 @@ def _trl_args(config: TrainConfig, kind: str) -> Any:
         "use_cpu": not torch.cuda.is_available(),
         "dataloader_num_workers": 0,
     }
-    if kind == "sdpo":
-        from trl.experimental.sdpo import SDPOConfig
-
-        defaults |= {
-            "num_generations": 1,
-            "scale_rewards": "none",
-            "teacher_model_kind": "base" if config.lora.enabled else "live",
-            "use_successful_as_teacher": False,
-            "diagnostics_warning_interval": 0,
-        }
-        return SDPOConfig(**(defaults | config.trl))
-    from trl import GRPOConfig
-
-    defaults |= {"num_generations": 8}
-    return GRPOConfig(**(defaults | config.trl))
+    if config.condition == "grpo":
+        return defaults | {"num_generations": 8}
+    return defaults | {
+        "num_generations": 1,
+        "scale_rewards": "none",
+        "teacher_model_kind": "base" if config.lora.enabled else "live",
+        "use_successful_as_teacher": False,
+        "diagnostics_warning_interval": 0,
+    }
 
 
 def _peft(config: TrainConfig) -> Any:
@@ -127,17 +124,22 @@ class RunSummary:
     steps: int
     rollouts: int
     masked: int
-    cases: dict[str, int]
-    critic_failed: int
+    outcomes: CriticOutcomes
     last_loss: float | None
     seconds: float
     output_dir: str
+    batch: str = ""
 
     def lines(self) -> Iterator[str]:
         yield f"run {self.output_dir}: condition {self.condition}, {self.steps} steps in {self.seconds:.0f} s"
+        if self.batch:
+            yield self.batch
         if self.condition == "stepalign":
-            cases = ", ".join(f"{k}={v}" for k, v in sorted(self.cases.items())) or "none"
-            yield f"critiques by case: {cases}; rollouts without a valid critique: {self.critic_failed}"
+            o = self.outcomes
+            cases = ", ".join(f"{k}={v}" for k, v in sorted(o.cases.items())) or "none"
+            yield f"critiques by case: {cases}; rollouts without a valid critique: {o.failed} of {o.rollouts}"
+            if o.failed:
+                yield f"critic errors: {o.most_common_errors()}"
         if self.condition != "grpo":
             rate = self.masked / self.rollouts if self.rollouts else 0.0
             yield f"distillation mask rate: {rate:.1%} ({self.masked} of {self.rollouts} rollouts excluded)"
@@ -168,6 +170,7 @@ def _critic_for(config: TrainConfig, checkpoint: Path | None, api_key: str | Non
         retry=c.retry,
         connect_timeout_s=c.connect_timeout_s,
         read_timeout_s=c.read_timeout_s,
+        ready_timeout_s=c.ready_timeout_s,
     )
     return TrainerCritic(settings, critique_log_path(config.output_dir, _rank()), log_position=position)
 
@@ -192,13 +195,17 @@ def build(
     critic_api_key: str | None = None,
     critic: Any = None,
     answer_reward: Any = None,
+    args: Any = None,
 ) -> Built:
-    """The trainer for `config.condition`. `critic` replaces the HTTP critic client and `answer_reward` the
-    math-verify reward (injection points for fault tests)."""
+    """The trainer for `config.condition` (`args`: TRL's arguments from `validate`, computed here if not given).
+    `critic` replaces the HTTP critic client and `answer_reward` the math-verify reward (injection points for
+    fault tests)."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from datasets import Dataset
     from transformers import AutoTokenizer
 
+    if args is None:
+        args, _ = validate(config, trl_defaults(config))
     out = config.output_dir
     tokenizer = AutoTokenizer.from_pretrained(config.model)
     problems = load_problems(
@@ -212,20 +219,19 @@ def build(
         trainer = GRPOTrainer(
             model=config.model,
             reward_funcs=[answer_reward or _answer_reward()],
-            args=_trl_args(config, "grpo"),
+            args=args,
             callbacks=_callbacks(out, None),
             **common,
         )
         return Built(trainer=trainer, builder=None, critic=None)
-    store = StepCritiques()
     reward: Any = answer_reward or _answer_reward()
     if config.condition == "stepalign":
         critic = critic or _critic_for(config, checkpoint, critic_api_key)
-        reward = CritiqueReward(critic, store, config.critic.feedback_mode)
-    trainer = sdpo_trainer_class()(
+        reward = CritiqueReward(critic, config.critic.feedback_mode)
+    trainer = sdpo_trainer_class(config.loss_cut_threshold)(
         model=config.model,
         reward_funcs=[reward],
-        args=_trl_args(config, "sdpo"),
+        args=args,
         callbacks=_callbacks(out, critic),
         **common,
     )
@@ -238,38 +244,77 @@ def build(
             max_failure_rate=config.critic.max_failure_rate,
             min_rollouts=config.critic.min_rollouts_for_failure_rate,
         ),
-        store if config.condition == "stepalign" else None,
+        critic.outcomes if critic is not None else None,
     )
     trainer.teacher_context_builder = builder
     return Built(trainer=trainer, builder=builder, critic=critic)
 
 
+def _say(line: str) -> None:
+    """A progress line for the person running the job (rank 0 prints, the others log)."""
+    if _rank() == 0:
+        print(line, flush=True)
+    else:
+        log.info("%s", line)
+
+
+def _check_critic(config: TrainConfig, critic: TrainerCritic) -> None:
+    """Before any model loads: wait for the critic's readiness, then the preflight critiques."""
+    critic.wait_ready(progress=_say)
+    n = config.critic.preflight_problems
+    if n == 0:
+        return
+    problems = load_problems(config.data.train, fmt=config.data.format, split=config.data.split, limit=n)
+    results = critic.critique_many([preflight_request(p.to_json()) for p in problems])
+    preflight(results)
+
+
+def _gathered(trainer: Any, builder: TeacherContextBuilder | None, critic: Any) -> tuple[CriticOutcomes, int, int]:
+    """Critic outcomes and mask counts summed over every process of the run."""
+    from accelerate.utils import gather_object
+
+    local = {
+        "outcomes": critic.outcomes.as_dict() if critic is not None else {},
+        "masked": builder.masked if builder is not None else 0,
+        "rollouts": builder.rollouts if builder is not None else 0,
+    }
+    parts = gather_object([local]) if trainer.accelerator.num_processes > 1 else [local]
+    outcomes = CriticOutcomes.merged(p["outcomes"] for p in parts)
+    return outcomes, sum(p["masked"] for p in parts), sum(p["rollouts"] for p in parts)
+
+
 def run(config: TrainConfig, *, resume: bool = False, critic_api_key: str | None = None) -> RunSummary:
-    """Train one condition end to end; returns the summary printed by the CLI."""
+    """Train one condition end to end; returns the summary printed by the CLI. Everything that can fail without
+    a model (configuration, data, the critic's readiness and its preflight) is checked before a model loads."""
     started = time.perf_counter()
     out = config.output_dir
+    args, plan = validate(config, trl_defaults(config))
     save_config(config, out)
+    _say(plan.describe())
     checkpoint = last_checkpoint(out) if resume else None
     if resume and checkpoint is None:
         log.warning("--resume: no checkpoint in %s, starting from scratch", out)
-    built = build(config, checkpoint=checkpoint, critic_api_key=critic_api_key)
-    trainer, builder = built.trainer, built.builder
+    critic = _critic_for(config, checkpoint, critic_api_key) if config.condition == "stepalign" else None
     try:
+        if critic is not None:
+            _check_critic(config, critic)
+        built = build(config, checkpoint=checkpoint, critic=critic, args=args)
+        trainer, builder = built.trainer, built.builder
         trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
         trainer.save_model(str(out / "final"))
+        outcomes, masked, rollouts = _gathered(trainer, builder, critic)
     finally:
-        if built.critic is not None:
-            built.critic.close()
+        if critic is not None:
+            critic.close()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    store = builder.store if builder is not None else None
     return RunSummary(
         condition=config.condition,
         steps=int(trainer.state.global_step),
-        rollouts=builder.rollouts if builder is not None else 0,
-        masked=builder.masked if builder is not None else 0,
-        cases=dict(store.cases) if store is not None else {},
-        critic_failed=store.failed if store is not None else 0,
+        rollouts=rollouts,
+        masked=masked,
+        outcomes=outcomes,
         last_loss=float(losses[-1]) if losses else None,
         seconds=time.perf_counter() - started,
         output_dir=str(out),
+        batch=plan.describe(),
     )

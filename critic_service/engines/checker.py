@@ -119,24 +119,39 @@ def critique_chain(chain: Chain, steps: list[str], student_answer: str | None, m
 
     symbols, style = _style(equations, eq_steps)
     fixed: list[str] = []
+    kept_after: list[str] = []  # case B, scribe mode: the student's steps after the replaced ones
     if pivot is not None:
         # Step pivot corresponds to operation pivot, except when the pivot is the answer step.
         first_op = n_eq + 1 if has_answer_step and pivot == n else pivot
+        last_op = n_ops
+        restate = has_answer_step and student_answer is not None
+        if case is Case.B:
+            # B replaces only the steps the summary marks Incorrect (pivot..last); the student's later steps are
+            # spliced back after it, so the correction stops there, unless it reaches the end of the written
+            # equations, where the operations never shown are inserted.
+            last = max(i for i, v in enumerate(summary, start=1) if v.verdict is Verdict.incorrect)
+            last_op = last if last < n_eq else n_ops
+            restate = has_answer_step and last == n
         number = pivot
-        for j in range(first_op, n_ops + 1):
+        for j in range(first_op, last_op + 1):
             s, x = chain.ops[j - 1]
             fixed.append(f"<step_{number}>{equation(values[j - 1], symbols[s], x, values[j], style)}</step_{number}>")
             number += 1
         if case is Case.C and first_wrong is None and pivot <= n_eq:
             # Case C whose written steps are all right: the last written step is repeated, then finished.
             fixed[0] = f"<step_{pivot}>{steps[pivot - 1]}</step_{pivot}>"
-        if has_answer_step and student_answer is not None:
+        if restate:
             restated = steps[-1].replace(f"{{{last_boxed(steps[-1])}}}", f"{{{final}}}", 1)
             fixed.append(f"<step_{number}>{restated}</step_{number}>")
+            number += 1
+        if case is Case.B:
+            for k in range(last + 1, n + 1):
+                kept_after.append(f"<step_{number}>{steps[k - 1]}</step_{number}>")
+                number += 1
     answer_tag = f"<answer>\\boxed{{{final}}}</answer>"
     if mode is FeedbackMode.scribe:
         prefix = [f"<step_{k}>{steps[k - 1]}</step_{k}>" for k in range(1, pivot or n + 1)]
-        body: str | None = "\n".join([*prefix, *fixed, answer_tag])
+        body: str | None = "\n".join([*prefix, *fixed, *kept_after, answer_tag])
     else:
         body = "\n".join([*fixed, answer_tag]) if case is not Case.A else None
     kind = BodyKind.solution if mode is FeedbackMode.scribe else BodyKind.correction

@@ -6,6 +6,7 @@ import pytest
 
 from shared.prompts import (
     CRITIC_SYSTEM,
+    NO_FINAL_ANSWER,
     STUDENT,
     TEACHER_REFSOL,
     TEACHER_STEPALIGN,
@@ -52,6 +53,7 @@ def test_critic_prompt_asks_for_the_schema(mode: FeedbackMode) -> None:
     messages = critic_messages(
         problem="What is 2+3?",
         steps=["2+3 = 6"],
+        student_answer="\\boxed{6}",
         reference_answer="5",
         reference_solution="2+3=5",
         mode=mode,
@@ -60,12 +62,27 @@ def test_critic_prompt_asks_for_the_schema(mode: FeedbackMode) -> None:
     user = messages[1]["content"]
     assert "What is 2+3?" in user and "<step_1>2+3 = 6</step_1>" in user and "(1 steps)" in user
     assert "Final answer: 5" in user and "Worked solution:\n2+3=5" in user
+    assert "Student's final answer: \\boxed{6}" in user
+
+
+def test_critic_prompt_states_the_students_final_answer_or_its_absence() -> None:
+    # The critic's rules decide C (no final answer) and D (a wrong one) from it, so it must be in the prompt.
+    def user(answer: str | None) -> str:
+        m = critic_messages(problem="p", steps=["2+3 = 6"], student_answer=answer, reference_answer="5",
+                            reference_solution=None)  # fmt: skip
+        return m[1]["content"]
+
+    assert "Student's final answer: \\boxed{7}" in user("\\boxed{7}")
+    assert f"Student's final answer: {NO_FINAL_ANSWER}" in user(None)
+    assert f"Student's final answer: {NO_FINAL_ANSWER}" in user("   ")
+    assert "without a final answer" in NO_FINAL_ANSWER
 
 
 def test_retry_turns_carry_the_errors() -> None:
     messages = critic_messages(
         problem="p",
         steps=["a", "b"],
+        student_answer=None,
         reference_answer="1",
         reference_solution=None,
         previous=[("Case: Q", ["line 1: expected a 'Case: A|B|C|D' line"])],

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from shared.client import CriticError
-from shared.schemas import Critique, CritiqueRequest
+from shared.schemas import Critique, CritiqueRequest, ErrorBody, ErrorCode, ErrorInfo
 from tests.servers import ServerProcess
 from tests.trainer.runs import small_config
 from trainer.critic_client import CriticSettings, TrainerCritic
 from trainer.data import load_problems
-from trainer.sdpo import CriticUnavailable
+from trainer.outcomes import CriticUnavailable
 from trainer.train import build
 
 pytestmark = pytest.mark.slow
@@ -34,6 +34,18 @@ def _capture(builder: Any) -> list[dict[str, Any]]:
         out = inner(*args, **kwargs)
         seen.append(out)
         return out
+
+    builder.build = spy
+    return seen
+
+
+def _capture_inputs(builder: Any) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    inner = builder.build
+
+    def spy(output: Any, prompts: Any, rewards: Any, feedbacks: Any = None) -> dict[str, Any]:
+        seen.append({"output": output, "feedbacks": feedbacks})
+        return inner(output, prompts, rewards, feedbacks=feedbacks)
 
     builder.build = spy
     return seen
@@ -64,19 +76,22 @@ def test_one_step_changes_the_trained_weights(
 
 def test_stepalign_prompt_holds_this_rollouts_critique(root: Path, critic: ServerProcess, tmp_path: Path) -> None:
     built = build(small_config(root, "stepalign", tmp_path / "run", critic.url, max_steps=1))
+    calls = _capture_inputs(built.builder)
     built.trainer.train()
-    builder, store = built.builder, built.builder.store  # type: ignore[union-attr]
-    assert builder is not None and store is not None
-    results, prompts = store.results, builder.last_prompts
-    assert len(results) == len(prompts) == 4 and all(isinstance(r, Critique) for r in results)
-    feedbacks = [r.feedback for r in results if isinstance(r, Critique)]
+    builder = built.builder
+    assert builder is not None and len(calls) == 1
+    critiques, prompts = builder.last_critiques, builder.last_prompts
+    assert len(critiques) == len(prompts) == 4 and all(isinstance(c, Critique) for c in critiques)
+    feedbacks = [c.feedback for c in critiques if c is not None]
     assert len(set(feedbacks)) == 4  # four different problems, four different critiques
+    tok = built.trainer.processing_class
+    completions = tok.batch_decode(calls[0]["output"]["completion_ids"], skip_special_tokens=True)
     for i, prompt in enumerate(prompts):
         assert feedbacks[i] in prompt
         assert all(f not in prompt for j, f in enumerate(feedbacks) if j != i)
-        critique = results[i]
-        assert isinstance(critique, Critique)
-        assert critique.steps.text == store.completions[i]  # the critique is of this very rollout
+        critique = critiques[i]
+        assert critique is not None and critique.steps.text == completions[i]  # the critique is of this rollout
+        assert calls[0]["feedbacks"][i]["critique"] is critique  # carried on the rollout's own context
     built.critic.close()  # type: ignore[union-attr]
 
 
@@ -95,23 +110,21 @@ def test_refsol_prompt_holds_the_reference(root: Path, tmp_path: Path) -> None:
         assert not any(s in prompt for s in others)
 
 
-class FlakyCritic:
-    """A real HTTP critic client whose critique for rollout `fail_index` is replaced by a failure."""
+class FlakyCritic(TrainerCritic):
+    """The real HTTP critic client, with the critique of rollout `fail_index` (or of all, when None) replaced by
+    a failure, as if the service had answered it."""
 
     def __init__(self, url: str, log: Path, fail_index: int | None) -> None:
-        self.inner = TrainerCritic(CriticSettings(urls=[url]), log)
+        super().__init__(CriticSettings(urls=[url]), log)
         self.fail_index = fail_index
-        self.log = self.inner.log
 
-    def critique_step(self, step: int, requests: list[CritiqueRequest]) -> list[Critique | CriticError]:
-        out = self.inner.critique_step(step, requests)
+    def critique_many(self, requests: list[CritiqueRequest]) -> list[Critique | CriticError]:
+        out = super().critique_many(requests)
         if self.fail_index is None:
-            return [CriticError("injected: critic down", status=503) for _ in out]
+            body = ErrorBody(error=ErrorInfo(code=ErrorCode.invalid_critique, message="injected"))
+            return [CriticError("502 invalid_critique: injected", status=502, body=body) for _ in out]
         out[self.fail_index] = CriticError("injected: no valid critique", status=502)
         return out
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_a_failed_critique_masks_only_its_rollout(root: Path, critic: ServerProcess, tmp_path: Path) -> None:
@@ -131,6 +144,6 @@ def test_too_many_failures_stop_the_run(root: Path, critic: ServerProcess, tmp_p
     config.critic.min_rollouts_for_failure_rate = 4
     fake = FlakyCritic(critic.url, tmp_path / "log.jsonl", fail_index=None)
     built = build(config, critic=fake)
-    with pytest.raises(CriticUnavailable, match="4 of 4 rollouts"):
+    with pytest.raises(CriticUnavailable, match=r"4 of 4 rollouts .* the critic said: invalid_critique x 4"):
         built.trainer.train()
     fake.close()
