@@ -215,10 +215,14 @@ class CriticPool:
         raise AssertionError("unreachable")
 
     async def wait_ready(
-        self, timeout_s: float, progress: Callable[[str], None] | None = None, poll_s: float = 2.0
+        self,
+        timeout_s: float,
+        progress: Callable[[str], None] | None = None,
+        poll_s: float = 2.0,
+        report_every_s: float = 10.0,
     ) -> int:
         """Poll every replica's /readyz until one answers ready; return its index. Raises `CriticError` (the last
-        replica's answer) after `timeout_s`. `progress` gets a line about every 10 s while waiting."""
+        replica's answer) after `timeout_s`. `progress` gets a line every `report_every_s` while waiting."""
         started = time.monotonic()
         last_report = started
         last: CriticError | None = None
@@ -235,7 +239,7 @@ class CriticPool:
                 raise CriticError(
                     f"no critic ready after {timeout_s:g} s: {last}", status=last.status, body=last.body
                 ) from last
-            if progress is not None and now - last_report >= 10.0:
+            if progress is not None and now - last_report >= report_every_s:
                 last_report = now
                 progress(f"waiting for the critic ({now - started:.0f} s of at most {timeout_s:g} s): {last}")
             await asyncio.sleep(poll_s)

@@ -284,7 +284,9 @@ def _correction_start_problem(c: ParsedCritique) -> str | None:
         if not 1 <= first <= n:
             return f"case C correction starts at <step_{first}>; it may start at <step_1> to <step_{n}>"
     elif first != n:
-        return f"case {c.case.value} correction starts at <step_{first}>, but it must start at the pivotal step <step_{n}>"
+        return (
+            f"case {c.case.value} correction starts at <step_{first}>, but it must start at the pivotal step <step_{n}>"
+        )
     return None
 
 

@@ -37,7 +37,9 @@ class FittedFeedback:
 
 
 def elision_line(k: int) -> str:
-    what = "Step 1: the student's own step, correct," if k == 1 else f"Steps 1-{k}: the student's own steps, all correct,"
+    what = (
+        "Step 1: the student's own step, correct," if k == 1 else f"Steps 1-{k}: the student's own steps, all correct,"
+    )
     return f"[{what} left out for length]"
 
 

@@ -124,9 +124,7 @@ def fidelity(seg: Segmentation, critique: ParsedCritique, solution: str) -> floa
     pairs = verbatim_pairs(critique, len(seg.steps), len(written))
     if not pairs:
         return 1.0
-    same = sum(
-        1 for i, j in pairs if 1 <= j <= len(written) and _norm(written[j - 1]) == _norm(seg.steps[i - 1].text)
-    )
+    same = sum(1 for i, j in pairs if 1 <= j <= len(written) and _norm(written[j - 1]) == _norm(seg.steps[i - 1].text))
     return same / len(pairs)
 
 

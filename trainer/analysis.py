@@ -90,10 +90,17 @@ def advantages(model: Any, tok: Any, r: Rollout, *, budget: int, teacher_thinkin
             thinking=teacher_thinking,
             feedback=r.feedback,
             reference_solution=r.reference_solution,
+            student_steps=[r.completion[s:e] for s, e in r.spans],
         )
         teacher = completion_logprobs(model, tok, ctx.text, ids)
         result[condition] = [t - s for t, s in zip(teacher, student, strict=True)]
     return result
+
+
+def pivot_label(r: Rollout) -> str:
+    """What the pivotal step is, by case: only in case D is it the first error."""
+    what = {"D": "first error", "B": "unjustified step", "C": "where the solution stops"}.get(r.case, "pivotal")
+    return f"Step {r.pivotal_step} ({what})"
 
 
 def plot(path: Path, r: Rollout, adv: dict[str, Any]) -> dict[str, Any]:
@@ -115,7 +122,7 @@ def plot(path: Path, r: Rollout, adv: dict[str, Any]) -> dict[str, Any]:
     if r.pivotal_step is not None:
         pos = [i for i, s in enumerate(steps) if s == r.pivotal_step]
         if pos:
-            marked = f"Step {r.pivotal_step} (first error)"
+            marked = pivot_label(r)
             ax.axvspan(pos[0], pos[-1] + 1, color="#d62728", alpha=0.12)
             ax.axvline(pos[0], color="#d62728", linewidth=1.5)
             ax.text(pos[0], ax.get_ylim()[1], f" {marked}", color="#d62728", va="top", fontsize=9)
@@ -147,13 +154,13 @@ def html_page(path: Path, rollouts: list[tuple[Rollout, dict[str, Any], dict[str
         "line-height:1.7;border:1px solid #ddd;padding:.6em}.tok{border-radius:2px}.pivot{border-bottom:2px solid "
         "#d62728}h3{margin-bottom:.2em}.legend span{padding:0 .5em}</style></head><body>",
         "<h1>Per-token advantages A<sub>t</sub></h1><p class='legend'><span style='background:rgba(214,39,40,.8)'>"
-        "negative</span><span style='background:rgba(44,160,44,.8)'>positive</span> &nbsp; underlined: the first "
-        "wrong step</p>",
+        "negative</span><span style='background:rgba(44,160,44,.8)'>positive</span> &nbsp; underlined: the pivotal "
+        "step (the first wrong one in case D)</p>",
     ]
     for r, adv, locs in rollouts:
         parts.append(f"<h2>Rollout {html.escape(r.id)}: case {r.case}")
         if r.pivotal_step is not None:
-            parts.append(f", <span class='marker'>Step {r.pivotal_step} (first error)</span>")
+            parts.append(f", <span class='marker'>{html.escape(pivot_label(r))}</span>")
         parts.append("</h2>")
         for condition in CONTEXTS:
             values: list[float] = adv[condition]
@@ -186,7 +193,12 @@ def analyze(
     tok = AutoTokenizer.from_pretrained(model_path)
     model: Any = AutoModelForCausalLM.from_pretrained(model_path)
     model.eval()
-    report: dict[str, Any] = {"model": model_path, "rollouts": []}
+    report: dict[str, Any] = {
+        "model": model_path,
+        "budget": budget,
+        "teacher_thinking": teacher_thinking,
+        "rollouts": [],
+    }
     done = []
     per_context: dict[str, list[Localisation]] = {c: [] for c in CONTEXTS}
     for r in rollouts:

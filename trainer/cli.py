@@ -10,6 +10,28 @@ from pathlib import Path
 from typing import Any
 
 
+def _sampling_args(p: argparse.ArgumentParser) -> None:
+    """The same sampling settings for every backend (a model's own generation_config is never inherited)."""
+    p.add_argument("--temperature", type=float, default=1.1, help="sampling temperature (default: %(default)s)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus mass (default: %(default)s: off)")
+    p.add_argument("--top-k", type=int, default=0, help="top-k cut-off (default: %(default)s: off)")
+    p.add_argument("--max-new-tokens", type=int, default=2048)
+    p.add_argument("--batch-size", type=int, default=8, help="problems per generate call (transformers)")
+
+
+def _sampling(args: argparse.Namespace) -> Any:
+    from trainer.sampling import SamplingSettings
+
+    return SamplingSettings(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        top_k=args.top_k,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        seed=args.seed,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stepalign-train", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -34,22 +56,28 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="validate the configuration and print the batch plan and resolved settings; load no model, call no critic",
     )
-    d = sub.add_parser("prepare-data", help="format and difficulty filters, then train/test splits and a manifest")
+    d = sub.add_parser("prepare-data", help="dedup, format, difficulty and critic-solvability filters; disjoint splits")
     d.add_argument("--source", required=True, help="problems: a .jsonl/.json/.parquet file or a dataset name")
     d.add_argument("--format", default="auto", help="field mapping (auto, openmathreasoning, gsm8k, math500, ...)")
     d.add_argument("--split", default="train")
-    d.add_argument("--limit", type=int)
+    d.add_argument("--limit", type=int, help="read only the first N rows")
     d.add_argument("--out", type=Path, required=True, help="output folder (train.jsonl, test.jsonl, manifest.json)")
     d.add_argument("--solver", help="the model whose difficulty is measured (e.g. Qwen/Qwen3-1.7B)")
     d.add_argument("--backend", default="auto", choices=["auto", "vllm", "transformers"])
-    d.add_argument("--samples", type=int, default=16)
+    d.add_argument("--samples", type=int, default=16, help="solutions sampled per problem (default: %(default)s)")
     d.add_argument("--keep-below", type=int, default=5, help="keep problems solved fewer times than this")
+    d.add_argument("--min-format-share", type=float, default=0.5,
+                   help="keep problems where this share of rollouts has tagged steps and an answer")  # fmt: skip
+    d.add_argument("--critic-url", action="append", help="critic replica(s) for the solvability filter (repeatable)")
+    d.add_argument("--api-key-env", default="STEPALIGN_API_KEY", help="environment variable with the critic's key")
+    d.add_argument("--solvability-tries", type=int, default=2, help="wrong rollouts sent to the critic per problem")
+    d.add_argument("--no-solvability-filter", action="store_true", help="skip the critic-solvability filter")
+    d.add_argument("--train-size", type=int, help="training problems (default: all not in the test split)")
     d.add_argument("--test-size", type=int, default=30)
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--temperature", type=float, default=1.1)
-    d.add_argument("--max-new-tokens", type=int, default=2048)
-    d.add_argument("--batch-size", type=int, default=8)
-    d.add_argument("--no-difficulty-filter", action="store_true")
+    d.add_argument("--no-difficulty-filter", action="store_true",
+                   help="skip sampling (and so the difficulty, rollout-format and solvability filters)")  # fmt: skip
+    _sampling_args(d)
     e = sub.add_parser("eval", help="Avg@k / Maj@k / Pass@k of a model or of every checkpoint of a run")
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", help="a model folder or hub name")
@@ -58,9 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", default="auto")
     e.add_argument("--limit", type=int)
     e.add_argument("--k", type=int, default=12, help="samples per problem")
-    e.add_argument("--temperature", type=float, default=1.1)
-    e.add_argument("--max-new-tokens", type=int, default=2048)
-    e.add_argument("--batch-size", type=int, default=8)
+    _sampling_args(e)
     e.add_argument("--backend", default="auto", choices=["auto", "vllm", "transformers"])
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--out", type=Path, help="output folder (default: RUN/eval or ./eval)")
@@ -73,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--run", type=Path, help="a stepalign run folder: rollouts from its critiques.jsonl")
     a.add_argument("--rollouts", type=Path, help="a JSONL of {problem, reference_solution, critique} instead")
     a.add_argument("--count", type=int, default=8, help="rollouts to analyse")
-    a.add_argument("--context-tokens", type=int, default=1536)
+    a.add_argument("--context-tokens", type=int,
+                   help="teacher-context budget (default: the run's max_context_tokens, else 1536)")  # fmt: skip
     a.add_argument("--out", type=Path, required=True)
     return parser
 
@@ -83,7 +110,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     from trainer.data import load_problems
     from trainer.evaluate import checkpoints, evaluate, write_report
-    from trainer.sampling import SamplingSettings, make_sampler
+    from trainer.sampling import make_sampler
 
     problems = load_problems(args.data, fmt=args.format, limit=args.limit)
     if args.run is not None:
@@ -94,9 +121,7 @@ def _eval(args: argparse.Namespace) -> int:
     else:
         models = [(Path(args.model).name or args.model, 0, args.model)]
         out = args.out or Path("eval")
-    settings = SamplingSettings(
-        temperature=args.temperature, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed
-    )
+    settings = _sampling(args)
     tok = AutoTokenizer.from_pretrained(models[0][2])
     report = evaluate(
         models,
@@ -130,6 +155,13 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def critique_logs(run: Path) -> list[Path]:
+    """A run's critique logs: `critiques.jsonl` (rank 0) and `critiques.rankN.jsonl` of the other processes."""
+    ranks = sorted(run.glob("critiques.rank*.jsonl"), key=lambda p: int(p.name.split(".")[1].removeprefix("rank")))
+    first = run / "critiques.jsonl"
+    return ([first] if first.exists() else []) + ranks
+
+
 def _analyze(args: argparse.Namespace) -> int:
     import json
 
@@ -138,16 +170,21 @@ def _analyze(args: argparse.Namespace) -> int:
 
     if (args.run is None) == (args.rollouts is None):
         raise ValueError("give --run (a stepalign run folder) or --rollouts (a JSONL file)")
-    source = args.rollouts or args.run / "critiques.jsonl"
-    lines = [json.loads(x) for x in source.read_text().splitlines() if x.strip()]
+    sources = [args.rollouts] if args.rollouts is not None else critique_logs(args.run)
+    if not sources:
+        raise ValueError(f"{args.run}: no critiques.jsonl (was it a stepalign run?)")
+    lines = [json.loads(x) for src in sources for x in src.read_text().splitlines() if x.strip()]
     problems: dict[str, Any] = {}
+    budget, thinking = args.context_tokens, True
     if args.run is not None:
         config = json.loads((args.run / "config.resolved.json").read_text())
         problems = {p.id: p.to_json() for p in load_problems(config["data"]["train"])}
+        budget = budget or config.get("max_context_tokens")  # the budget the run's teacher had
+        thinking = bool(config.get("teacher_thinking", True))
     rollouts = load_rollouts(lines, problems, args.count)
     if not rollouts:
-        raise ValueError(f"{source}: no critiqued rollouts to analyse")
-    report = analyze(args.model, rollouts, args.out, budget=args.context_tokens)
+        raise ValueError(f"{', '.join(map(str, sources))}: no critiqued rollouts to analyse")
+    report = analyze(args.model, rollouts, args.out, budget=budget or 1536, teacher_thinking=thinking)
     print(json.dumps(report["aggregate"], indent=2))
     print(f"wrote {args.out}/analysis.json, {args.out}/advantages.html and {len(rollouts)} PNGs")
     return 0
@@ -155,37 +192,49 @@ def _analyze(args: argparse.Namespace) -> int:
 
 def _prepare(args: argparse.Namespace) -> int:
     import json
+    from dataclasses import asdict
 
     from tqdm import tqdm
 
+    from shared.client import CriticPool
     from trainer.data import load_problems
     from trainer.prepare import PrepareSettings, prepare
-    from trainer.sampling import SamplingSettings, make_sampler, pick_backend
+    from trainer.sampling import make_sampler, pick_backend
 
     problems = load_problems(args.source, fmt=args.format, split=args.split, limit=args.limit)
     settings = PrepareSettings(
         samples=args.samples,
         keep_below=args.keep_below,
+        min_format_share=args.min_format_share,
+        solvability_tries=args.solvability_tries,
+        train_size=args.train_size,
         test_size=args.test_size,
         seed=args.seed,
         difficulty_filter=not args.no_difficulty_filter,
     )
     sampler = None
     meta: dict[str, Any] = {"source": args.source, "format": args.format}
-    bar = tqdm(total=len(problems), desc=f"sampling {args.samples} solutions per problem", unit="problem")
+    critic = None
     if settings.difficulty_filter:
         if not args.solver:
             raise ValueError("--solver is needed for the difficulty filter (or pass --no-difficulty-filter)")
-        sampling = SamplingSettings(
-            temperature=args.temperature, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, seed=args.seed
-        )
+        if not args.no_solvability_filter:
+            if not args.critic_url:
+                raise ValueError(
+                    "--critic-url is needed for the critic-solvability filter (or --no-solvability-filter)"
+                )
+            key = os.environ.get(args.api_key_env)
+            critic = lambda: CriticPool(args.critic_url, api_key=key)  # noqa: E731
+            meta["critic_urls"] = args.critic_url
         backend = pick_backend(args.backend)
+        bar = tqdm(total=len(problems), desc=f"sampling {args.samples} solutions per problem", unit="problem")
+        sampling = _sampling(args)
         sampler = make_sampler(args.solver, backend, sampling, progress=bar.update)
-        meta |= {"solver": args.solver, "backend": backend, "temperature": args.temperature,
-                 "max_new_tokens": args.max_new_tokens}  # fmt: skip
-    manifest = prepare(problems, args.out, settings, sampler, meta)
-    bar.close()
+        meta |= {"solver": args.solver, "backend": backend, "sampling": asdict(sampling)}
+    manifest = prepare(problems, args.out, settings, sampler, meta, critic=critic)
     print(json.dumps(manifest["counts"]))
+    if "warning" in manifest:
+        print(f"warning: {manifest['warning']}", file=sys.stderr)
     return 0
 
 

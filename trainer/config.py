@@ -41,7 +41,9 @@ class CriticConfig(_Strict):
         default=32, ge=1, description="Rollouts seen before the failure rate can stop the run."
     )
     ready_timeout_s: float = Field(
-        default=1800.0, gt=0, description="Longest wait for the critic's /readyz before step 1 (a 32B model loads for minutes)."
+        default=1800.0,
+        gt=0,
+        description="Longest wait for the critic's /readyz before step 1 (a 32B model loads for minutes).",
     )
     preflight_problems: int = Field(
         default=2, ge=0, description="Training problems critiqued before any model loads, to fail fast (0: none)."

@@ -128,12 +128,13 @@ class TrainerCritic:
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def wait_ready(self, progress: Callable[[str], None] | None = None) -> None:
-        """Block until a critic replica answers /readyz (a 32B model loads for minutes); `CriticUnavailable` after
-        `ready_timeout_s`."""
+    def wait_ready(self, progress: Callable[[str], None] | None = None, report_every_s: float = 10.0) -> None:
+        """Block until a critic replica answers /readyz (a 32B model loads for minutes), with a progress line every
+        `report_every_s`; `CriticUnavailable` after `ready_timeout_s`."""
         timeout = self.settings.ready_timeout_s
+        poll = min(2.0, report_every_s / 2)
         try:
-            index = self._run(self._pool.wait_ready(timeout, progress))
+            index = self._run(self._pool.wait_ready(timeout, progress, poll_s=poll, report_every_s=report_every_s))
         except CriticError as exc:
             raise CriticUnavailable(f"the critic at {', '.join(self.settings.urls)} is not ready: {exc}") from exc
         log.info("critic ready: %s", self.settings.urls[index])

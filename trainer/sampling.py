@@ -1,4 +1,9 @@
-"""Sample solutions from a model: vLLM when it is available (on a GPU, or when asked for), else transformers."""
+"""Sample solutions from a model: vLLM when it is available (on a GPU, or when asked for), else transformers.
+
+Both backends sample with exactly the settings given here: transformers gets a complete GenerationConfig (a model's
+own generation_config, e.g. Qwen3's top_k=20 / top_p=0.95, would otherwise fill in what is not passed), and vLLM
+gets explicit SamplingParams. The defaults are TRL's training defaults (no top-k, no top-p cut).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,9 @@ Sampler = Callable[[list[str], int], list[list[str]]]  # (problems, k) -> k solu
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    temperature: float = 1.1
-    top_p: float = 1.0
+    temperature: float = 1.1  # 0: greedy
+    top_p: float = 1.0  # 1.0: off
+    top_k: int = 0  # 0: off
     max_new_tokens: int = 2048
     batch_size: int = 8  # problems per generate call (transformers)
     seed: int = 0
@@ -37,6 +43,24 @@ def pick_backend(requested: str) -> str:
     return "transformers"
 
 
+def generation_config(s: SamplingSettings, *, eos_token_id: Any, pad_token_id: int | None) -> Any:
+    """A complete transformers GenerationConfig for `s`: nothing is left for the model's own config to fill."""
+    from transformers import GenerationConfig
+
+    sample = s.temperature > 0
+    return GenerationConfig(
+        do_sample=sample,
+        temperature=s.temperature if sample else 1.0,
+        top_p=s.top_p if sample else 1.0,
+        top_k=s.top_k if sample else 0,
+        min_p=None,
+        repetition_penalty=1.0,
+        max_new_tokens=s.max_new_tokens,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+    )
+
+
 def transformers_sampler(
     model_path: str, s: SamplingSettings, progress: Callable[[int], None] | None = None
 ) -> Sampler:
@@ -47,6 +71,7 @@ def transformers_sampler(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     lm: Any = AutoModelForCausalLM.from_pretrained(model_path)
     lm = lm.to(device).eval()
+    config = generation_config(s, eos_token_id=lm.generation_config.eos_token_id, pad_token_id=tok.pad_token_id)
 
     def sample(problems: list[str], k: int) -> list[list[str]]:
         out: list[list[str]] = []
@@ -55,18 +80,11 @@ def transformers_sampler(
             chunk = problems[i : i + s.batch_size]
             prompts = [chat(tok, student_prompt(p), thinking=s.thinking) for p in chunk]
             enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+            n = k if config.do_sample else 1  # greedy decoding gives one answer: repeat it k times
             with torch.inference_mode():
-                gen = lm.generate(
-                    **enc,
-                    do_sample=s.temperature > 0,
-                    temperature=s.temperature if s.temperature > 0 else None,
-                    top_p=s.top_p,
-                    max_new_tokens=s.max_new_tokens,
-                    num_return_sequences=k,
-                    pad_token_id=tok.pad_token_id,
-                )
+                gen = lm.generate(**enc, generation_config=config, num_return_sequences=n)
             texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-            out.extend(texts[j * k : (j + 1) * k] for j in range(len(chunk)))
+            out.extend((texts[j * n : (j + 1) * n] * k)[:k] for j in range(len(chunk)))
             if progress is not None:
                 progress(len(chunk))
         return out
@@ -82,7 +100,16 @@ def vllm_sampler(model_path: str, s: SamplingSettings, progress: Callable[[int],
     llm = LLM(model=model_path, seed=s.seed, enable_prefix_caching=True)
 
     def sample(problems: list[str], k: int) -> list[list[str]]:
-        params = SamplingParams(n=k, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_new_tokens, seed=s.seed)
+        params = SamplingParams(
+            n=k,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            top_k=s.top_k if s.top_k > 0 else -1,
+            min_p=0.0,
+            repetition_penalty=1.0,
+            max_tokens=s.max_new_tokens,
+            seed=s.seed,
+        )
         prompts = [chat(tok, student_prompt(p), thinking=s.thinking) for p in problems]
         outputs = llm.generate(prompts, params, use_tqdm=True)
         if progress is not None:

@@ -78,7 +78,9 @@ class CritiqueReward:
         built = [critique_request(t, c, self.mode) for t, c in zip(texts, contexts, strict=True)]
         to_send = [(i, r) for i, r in enumerate(built) if isinstance(r, CritiqueRequest)]
         answers = self.critic.critique_step(step, [r for _, r in to_send])
-        results: list[Critique | CriticError] = [r if isinstance(r, CriticError) else _local_error("not sent") for r in built]
+        results: list[Critique | CriticError] = [
+            r if isinstance(r, CriticError) else _local_error("not sent") for r in built
+        ]
         for (i, _), got in zip(to_send, answers, strict=True):
             results[i] = got
         for i, (ctx, result) in enumerate(zip(contexts, results, strict=True)):

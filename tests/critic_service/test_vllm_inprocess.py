@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from critic_service.app import create_app
 from critic_service.engines.vllm_engine import VLLMEngine
 from shared.critique_text import parse, schema_regex
+from shared.schemas import Case, Critique
 from tests.critic_service.test_server import REQUEST
 from tests.critic_service.vllm_setup import LIMITS, SAMPLING, STEPS, engine_settings, job, use_cpu_env
 from trainer.toy.tiny_model import build_tiny_qwen3
@@ -48,13 +49,22 @@ def test_structured_output_parses_as_the_schema(served: tuple[TestClient, VLLMEn
 def test_service_route_with_the_vllm_engine(served: tuple[TestClient, VLLMEngine]) -> None:
     client, _ = served
     r = client.post("/v1/critiques", json=REQUEST)
+    # A random model's critique is valid or not by chance; each outcome has its own contract.
     assert r.status_code in (200, 502), r.text
     if r.status_code == 502:
         details = r.json()["error"]["details"]
+        assert r.json()["error"]["code"] == "invalid_critique"
         assert len(details) == 2  # max_attempts
         errors = [e for d in details for e in d["errors"]]
         # Every generation parsed (structured outputs); the rejections are semantic.
         assert errors and not [e for e in errors if e.startswith("parse:")]
+    else:
+        critique = Critique.model_validate(r.json())
+        assert critique.meta.engine == "vllm" and 1 <= critique.meta.attempts <= 2
+        assert critique.case is Case.D  # the answer check says the student's 134 is not 132
+        assert [v.step for v in critique.summary] == [s.index for s in critique.steps.steps]
+        assert all(c.passed is not False for c in critique.checks.results)
+        assert critique.meta.usage.completion_tokens > 0
     info = client.get("/v1/info").json()
     assert info["engine"] == "vllm"
 

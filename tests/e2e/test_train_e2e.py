@@ -105,5 +105,25 @@ def test_two_process_cpu_run(root: Path, critic: ServerProcess, tmp_path: Path) 
     rank0 = (run / "critiques.jsonl").read_text().splitlines()
     rank1 = (run / "critiques.rank1.jsonl").read_text().splitlines()
     assert len(rank0) == len(rank1) == 2 * 4  # each process critiqued its own 4 rollouts per step
+    # The summary counts every process's rollouts, not rank 0's alone.
+    cases = out.stdout.split("critiques by case: ")[1].split(";")[0]
+    assert sum(int(x.split("=")[1]) for x in cases.split(", ")) == 16, out.stdout
+    assert "(0 of 16 rollouts excluded)" in out.stdout
     state = json.loads((run / "checkpoint-2" / "trainer_state.json").read_text())
     assert state["global_step"] == 2
+
+
+def test_a_critic_that_cannot_judge_the_data_stops_the_run_at_once(critic: ServerProcess, tmp_path: Path) -> None:
+    # GSM8K against the checker critic (arithmetic chains only): the preflight stops the run before any model
+    # loads (the model path does not even exist), with the critic's own error code, in one line.
+    from tests.conftest import DATA
+
+    gsm = tmp_path / "gsm.jsonl"
+    gsm.write_text("\n".join((DATA / "gsm8k" / "test.jsonl").read_text().splitlines()[:10]) + "\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"model: {tmp_path / 'no-such-model'}\ndata: {{train: {gsm}}}\noutput_dir: {tmp_path / 'run'}\n")
+    out = _train(cfg, "--critic-url", critic.url)
+    assert out.returncode == 3, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    [line] = [x for x in out.stderr.splitlines() if x.startswith("error:")]
+    assert "preflight" in line and "unsupported_problem x 2" in line and "Start with <number>" in line

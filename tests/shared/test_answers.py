@@ -6,7 +6,6 @@ import asyncio
 import concurrent.futures as cf
 import itertools
 import random
-import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -103,32 +102,18 @@ def test_random_distinct_pairs_are_rarely_equivalent(checker: AnswerChecker, mat
     assert found <= set(KNOWN_EQUIVALENT), found - set(KNOWN_EQUIVALENT)
 
 
-def test_a_thousand_checks_in_under_ten_seconds(math500: list[dict[str, Any]]) -> None:
+def test_a_thousand_checks_are_all_decided(math500: list[dict[str, Any]]) -> None:
     # MATH-500's answers against themselves and against their neighbours: 62% are plain numbers (compared
-    # exactly, in-process), the rest go to math-verify in the pool.
+    # exactly, in-process), the rest go to math-verify in the pool. (Throughput: bench/answer_speed.py.)
     answers = [row["answer"] for row in math500]
     shifted = answers[1:] + answers[:1]
     pairs = list(zip(answers, answers, strict=True)) + list(zip(shifted, answers, strict=True))
-    start = time.perf_counter()
-    with AnswerChecker(CheckerConfig(workers=2)) as fresh:  # pool start-up included
-        results = fresh.check_many(pairs)
-    elapsed = time.perf_counter() - start
-    assert len(results) == 1000
-    assert elapsed < 10.0, f"1000 checks took {elapsed:.1f} s"
-    assert sum(r.status is AnswerStatus.equivalent for r in results[:500]) == 500
-    assert sum(r.status is AnswerStatus.equivalent for r in results[500:]) <= 5  # repeated answers
-
-
-def test_a_thousand_latex_checks_in_under_ten_seconds(math500: list[dict[str, Any]]) -> None:
-    # The hard half: only answers that need math-verify, each against other answers (no trivial pairs).
-    latex = sorted({r["answer"] for r in math500 if not re.fullmatch(r"-?\d+(\.\d+)?", r["answer"].strip())})
-    pairs = [(latex[(i + s) % len(latex)], latex[i]) for s in range(1, 10) for i in range(len(latex))][:1000]
-    start = time.perf_counter()
     with AnswerChecker(CheckerConfig(workers=2)) as fresh:
         results = fresh.check_many(pairs)
-    elapsed = time.perf_counter() - start
-    assert len(results) == 1000 and elapsed < 10.0, f"1000 LaTeX checks took {elapsed:.1f} s"
-    assert sum(r.equivalent is True for r in results) <= 10
+    assert len(results) == 1000
+    assert sum(r.status is AnswerStatus.equivalent for r in results[:500]) == 500
+    assert sum(r.status is AnswerStatus.equivalent for r in results[500:]) <= 5  # repeated answers
+    assert not [r for r in results if r.status is AnswerStatus.undecided]
 
 
 def test_plain_numbers_are_compared_exactly(checker: AnswerChecker) -> None:

@@ -77,8 +77,8 @@ def _train(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 
 
 def test_dry_run_reports_the_accumulation(train_file: Path, tmp_path: Path) -> None:
-    common = ["--config", "configs/paper/stepalign.yaml", "--set", f"data.train={train_file}", "--set",
-              f"data.test={train_file}", "--set", "bf16=false", "--set", f"output_dir={tmp_path}/run", "--dry-run"]  # fmt: skip
+    sets = [f"data.train={train_file}", f"data.test={train_file}", "bf16=false", f"output_dir={tmp_path}/run"]
+    common = ["--config", "configs/paper/stepalign.yaml", *(x for s in sets for x in ("--set", s)), "--dry-run"]
     one = _train(*common, "--set", "per_device_train_batch_size=8")
     assert one.returncode == 0, one.stderr
     assert "gradient_accumulation_steps: 4" in one.stdout

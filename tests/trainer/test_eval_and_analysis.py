@@ -120,3 +120,46 @@ def test_analyze_plots_both_contexts(root: Path, critic: ServerProcess, tmp_path
     tokens = sum(r["localisation"]["stepalign"]["tokens"] for r in report["rollouts"])
     assert page.count("<span class='tok") == 2 * tokens  # every token, under both contexts
     assert set(report["aggregate"]) == {"stepalign", "refsol"}
+
+
+def test_analyze_a_run_reads_every_rank_and_its_budget(root: Path, critic: ServerProcess, tmp_path: Path) -> None:
+    # A two-process run leaves critiques.jsonl and critiques.rank1.jsonl; its config says the teacher's budget.
+    from trainer.data import Problem, write_problems
+
+    chain = random_chain(__import__("random").Random(3), length=(4, 4))
+    steps = chain.solution_steps()
+    slip = steps.copy()
+    a, rest = slip[1].rsplit("=", 1)
+    slip[1] = f"{a}= {int(rest) + 1}"  # a slip at step 2 that step 3 does not inherit: case B
+    problem = Problem(id="p1", problem=chain.problem_text(), answer=format_number(chain.answer), solution="ref")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_problems([problem], run_dir / "train.jsonl")
+    config = {"max_context_tokens": 96, "teacher_thinking": True, "data": {"train": str(run_dir / "train.jsonl")}}
+    (run_dir / "config.resolved.json").write_text(json.dumps(config))
+
+    async def critique(text: str) -> dict[str, object]:
+        async with CriticClient(critic.url) as client:
+            req = CritiqueRequest(problem=problem.problem, reference_answer=problem.answer, student_solution=text,
+                                  request_id="p1:abc")  # fmt: skip
+            return (await client.critique(req)).model_dump(mode="json")
+
+    tagged = lambda xs: "\n".join(f"<step_{i}>{x}</step_{i}>" for i, x in enumerate(xs, 1))  # noqa: E731
+    wrong = asyncio.run(
+        critique(tagged([*steps[:2], steps[2].replace("=", "= 1 +", 1)]) + "\n<answer>\\boxed{1}</answer>")
+    )
+    b = asyncio.run(critique(tagged(slip) + f"\n<answer>\\boxed{{{problem.answer}}}</answer>"))
+    (run_dir / "critiques.jsonl").write_text(
+        json.dumps({"key": "0:0:x", "step": 0, "index": 0, "critique": wrong}) + "\n"
+    )
+    (run_dir / "critiques.rank1.jsonl").write_text(
+        json.dumps({"key": "0:0:y", "step": 0, "index": 0, "critique": b}) + "\n"
+    )
+    out_dir = tmp_path / "an"
+    _cli("analyze", "--model", str(root / "tiny"), "--run", str(run_dir), "--count", "5", "--out", str(out_dir))
+    report = json.loads((out_dir / "analysis.json").read_text())
+    assert report["budget"] == 96
+    assert sorted(r["case"] for r in report["rollouts"]) == ["B", "D"]  # both ranks' rollouts
+    labels = {r["case"]: r["plot"]["marked_step"] for r in report["rollouts"]}
+    assert labels["B"] == "Step 2 (unjustified step)" and "(first error)" in labels["D"]
+    assert "Step 2 (first error)" not in (out_dir / "advantages.html").read_text()

@@ -58,9 +58,17 @@ def test_methods_we_override_keep_their_signatures() -> None:
     sampler_params = inspect.signature(RepeatSampler.__init__).parameters
     for name in ("data_source", "mini_repeat_count", "batch_size", "repeat_count", "shuffle", "seed"):
         assert name in sampler_params
-    src = inspect.getsource(SDPOTrainer)
+    src = inspect.getsource(SDPOTrainer._compute_self_distillation_loss)
     for attr in ("completion_ids", "loss_mask", "student_logits", "teacher_logits"):
-        assert f"distillation_logits.{attr}" in src or attr in src
+        assert f"distillation_logits.{attr}" in src, attr
+    # We replace the loss mask (the loss cut) with dataclasses.replace: the container must stay a dataclass.
+    import dataclasses
+
+    from trl.experimental.sdpo.sdpo_trainer import DistillationLogits
+
+    assert {"completion_ids", "loss_mask", "student_logits", "teacher_logits"} <= {
+        f.name for f in dataclasses.fields(DistillationLogits)
+    }
 
 
 def test_teacher_kinds_and_modes_exist(tmp_path: Path) -> None:
@@ -73,3 +81,15 @@ def test_teacher_kinds_and_modes_exist(tmp_path: Path) -> None:
     assert SDPOConfig(**base, distillation_mode="full_logits", distillation_alpha=0.0).distillation_alpha == 0.0
     topk = SDPOConfig(**base, distillation_mode="topk_logits", distillation_topk=20, distillation_add_tail=True)
     assert topk.distillation_topk == 20
+
+
+def test_reward_and_builder_get_the_same_context_objects() -> None:
+    # Our critique travels from the reward function to the builder on the rollout's own privileged_context dict,
+    # which works only while TRL passes the very same `inputs` dicts to both.
+    from trl.experimental.sdpo import SDPOTrainer
+
+    rewards = inspect.getsource(SDPOTrainer._calculate_rewards)
+    assert "reward_kwargs = {key: [example[key] for example in inputs] for key in keys}" in rewards
+    batch = inspect.getsource(SDPOTrainer._prepare_training_batch)
+    assert 'privileged_contexts = [example.get("privileged_context") for example in inputs]' in batch
+    assert batch.index("self._calculate_rewards(inputs") < batch.index("self.teacher_context_builder.build(")
