@@ -47,7 +47,12 @@ def engine_settings(model: Path, **kw: object) -> Settings:
 def job(request_id: str, *, sampling: Sampling = SAMPLING, regex: bool = True) -> Job:
     req = CritiqueRequest.model_validate({**REQUEST, "student_solution": None, "steps": STEPS})
     messages = critic_messages(
-        problem=req.problem, steps=STEPS, reference_answer="132", reference_solution=None, mode=FeedbackMode.splice
+        problem=req.problem,
+        steps=STEPS,
+        student_answer=None,
+        reference_answer="132",
+        reference_solution=None,
+        mode=FeedbackMode.splice,
     )
     return Job(
         request_id=request_id,
