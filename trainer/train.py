@@ -20,6 +20,7 @@ from trainer.contexts import chat
 from trainer.critic_client import CriticSettings, TrainerCritic
 from trainer.data import Problem, load_problems
 from trainer.outcomes import CriticOutcomes
+from trainer.progress import quiet_progress
 from trainer.sdpo import BuilderSettings, CritiqueReward, TeacherContextBuilder, sdpo_trainer_class
 from trainer.validate import preflight, preflight_request, validate
 
@@ -223,6 +224,7 @@ def build(
             callbacks=_callbacks(out, None),
             **common,
         )
+        quiet_progress(trainer)
         return Built(trainer=trainer, builder=None, critic=None)
     reward: Any = answer_reward or _answer_reward()
     if config.condition == "stepalign":
@@ -247,6 +249,7 @@ def build(
         critic.outcomes if critic is not None else None,
     )
     trainer.teacher_context_builder = builder
+    quiet_progress(trainer)
     return Built(trainer=trainer, builder=builder, critic=critic)
 
 

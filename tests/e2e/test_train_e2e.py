@@ -43,10 +43,12 @@ def _problems_by_step(run: Path) -> dict[int, list[str]]:
 @pytest.mark.parametrize("condition", ["stepalign", "refsol", "grpo"])
 def test_three_steps_over_http(condition: str, root: Path, critic: ServerProcess, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    cfg = write_yaml(small_config(root, condition, run, critic.url), tmp_path / "config.yaml")
+    cfg = write_yaml(small_config(root, condition, run, critic.url, disable_tqdm=False), tmp_path / "config.yaml")
     out = _train(cfg, "--critic-url", critic.url)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"condition {condition}, 3 steps" in out.stdout
+    # For a person: a progress bar with a few numbers, not TRL's metric dicts (those are in metrics.jsonl).
+    assert "{'loss'" not in out.stdout + out.stderr and "training: 100%" in out.stderr and "loss=" in out.stderr
     resolved = json.loads((run / "config.resolved.json").read_text())
     assert resolved["condition"] == condition and resolved["critic"]["urls"] == [critic.url]
     metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
