@@ -37,6 +37,7 @@ def parse_key_entries(entries: list[tuple[str, str]]) -> list[ApiKey]:
         if not entry:
             continue
         name, sep, secret = entry.partition(":")
+        name = name.strip()
         if not sep:
             name, secret = f"key-{len(keys) + 1}", entry
         elif not NAME.fullmatch(name):

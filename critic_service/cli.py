@@ -206,9 +206,9 @@ def main(argv: list[str] | None = None, *, engine: Engine | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(args, source, engine)
-        if args.command == "critique":
-            return asyncio.run(_critique(args))
-        return asyncio.run(_info(args))
+        code = asyncio.run(_critique(args) if args.command == "critique" else _info(args))
+        sys.stdout.flush()  # here, where a closed pipe can still be handled, not at interpreter exit
+        return code
     except BrokenPipeError:
         # The reader went away (`... | head -1`): say nothing more, and exit like a tool killed by SIGPIPE.
         devnull = os.open(os.devnull, os.O_WRONLY)

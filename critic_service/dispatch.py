@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
 
-from pydantic import ValidationError
+from pydantic import JsonValue, ValidationError
 
 from critic_service.critic import Critic
 from critic_service.errors import InvalidRequest, ServiceError, summarize, validation_details
@@ -42,7 +41,7 @@ async def critique_one(st: ServiceState, key: str, req: CritiqueRequest, fresh: 
     return critique
 
 
-def validate_item(item: CritiqueRequest | dict[str, Any]) -> CritiqueRequest | InvalidRequest:
+def validate_item(item: CritiqueRequest | JsonValue) -> CritiqueRequest | InvalidRequest:
     """A batch item as a request, or the `invalid_request` error it gets on its own."""
     if isinstance(item, CritiqueRequest):
         return item
@@ -54,7 +53,7 @@ def validate_item(item: CritiqueRequest | dict[str, Any]) -> CritiqueRequest | I
 
 
 async def critique_batch(
-    st: ServiceState, key: str, items: list[CritiqueRequest | dict[str, Any]], fresh: bool
+    st: ServiceState, key: str, items: list[CritiqueRequest | JsonValue], fresh: bool
 ) -> BatchCritiqueResponse:
     """Every item critiqued concurrently (each through admission control), results in request order; a
     malformed or failed item carries its own error and status. The quota is taken for the valid items at once."""

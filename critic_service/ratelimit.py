@@ -81,9 +81,8 @@ class RateLimiter:
             now = self._clock()
             if limit.tokens_per_min is not None:
                 tokens = self._bucket(self._tokens, key, limit.tokens_per_min, now)
-                if tokens.level <= 0:
-                    wait = tokens.wait_for(1.0)
-                    raise self._refused(key, "tokens_per_min", limit.tokens_per_min, wait)
+                if tokens.level < 0:  # in debt: the wait is until it is paid back
+                    raise self._refused(key, "tokens_per_min", limit.tokens_per_min, tokens.wait_for(0.0))
             if limit.requests_per_min is not None:
                 reqs = self._bucket(self._requests, key, limit.requests_per_min, now)
                 if requests > limit.requests_per_min:

@@ -88,10 +88,13 @@ async def docs_access(request: Request, st: State) -> None:
 
 
 def require_json(_: Caller, content_type: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
-    """A body must be JSON; a missing Content-Type is read as JSON too (curl -d sends a form type: say so).
-    Authentication comes first: a caller without a key learns nothing about the body."""
+    """The body must be sent as application/json (FastAPI does not read a body without that type; curl -d sends
+    a form type: say so). Authentication comes first: a caller without a key learns nothing about the body."""
     if content_type is None:
-        return
+        raise UnsupportedMediaType(
+            "the request has no Content-Type: send the body as JSON with Content-Type: application/json",
+            details=[{"content_type": None, "expected": "application/json"}],
+        )
     message = email.message.Message()
     message["content-type"] = content_type
     subtype = message.get_content_subtype()

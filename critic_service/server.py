@@ -7,11 +7,15 @@ open bind without keys); 3 when the engine failed to load and `exit_on_load_fail
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
 import math
+import signal
 import socket
+import threading
+from collections.abc import Iterator
 
 import uvicorn
 
@@ -56,6 +60,20 @@ class _DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.st = st
 
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn's, except that a SIGTERM/SIGINT is not raised again after the shutdown (which would kill the
+        process before it could stop leftover children): the process exits normally, with status 0."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         s = self.st.settings
         log.info(
@@ -74,7 +92,11 @@ def reap_children() -> None:
         import psutil
     except ImportError:
         return
-    children = psutil.Process().children(recursive=True)
+    from multiprocessing import resource_tracker
+
+    # multiprocessing's resource tracker ignores SIGTERM and exits by itself once this process has gone.
+    tracker = getattr(getattr(resource_tracker, "_resource_tracker", None), "_pid", None)
+    children = [c for c in psutil.Process().children(recursive=True) if c.pid != tracker]
     if not children:
         return
     log.info("stopping %d leftover child process(es): %s", len(children), ", ".join(str(c.pid) for c in children))

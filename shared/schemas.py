@@ -11,7 +11,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 MAX_PROBLEM_CHARS = 20_000
 MAX_REFERENCE_CHARS = 40_000
@@ -162,16 +162,6 @@ class Meta(_Model):
 #: OpenAPI document and applied by the validator, so both sides agree on every string.
 NOT_BLANK = r"[^\t\n\x0b\x0c\r ]"
 _NOT_BLANK = re.compile(NOT_BLANK)
-_TEXT_FIELDS = ("problem", "reference_solution", "reference_answer", "student_solution", "final_answer", "request_id")
-
-
-def _lone_surrogate(text: str) -> bool:
-    """True for text that cannot be encoded (a JSON escape such as \\ud800 without its pair)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 #: The cross-field rules of `CritiqueRequest`, in JSON Schema, so that the OpenAPI document describes exactly
@@ -257,11 +247,6 @@ class CritiqueRequest(_Model):
             raise ValueError("`final_answer` goes with `steps`; put it inside `student_solution` otherwise")
         if not (self.reference_solution or self.reference_answer):
             raise ValueError("give `reference_answer` and/or `reference_solution`")
-        texts = [(name, getattr(self, name)) for name in _TEXT_FIELDS]
-        texts += [(f"steps[{i}]", step) for i, step in enumerate(self.steps or [])]
-        for name, text in texts:
-            if text is not None and _lone_surrogate(text):
-                raise ValueError(f"`{name}` contains an unpaired surrogate (\\ud800-\\udfff); send valid Unicode text")
         return self
 
 
@@ -282,9 +267,9 @@ class Critique(_Model):
     meta: Meta = Field(description="Provenance and cost.")
 
 
-#: One batch item: a `CritiqueRequest`, or any other object, which then gets its own `invalid_request` entry in
-#: the response while the other items are still critiqued (so the schema accepts any object here).
-BatchItem = Annotated[CritiqueRequest | dict[str, Any], Field(union_mode="left_to_right")]
+#: One batch item: a `CritiqueRequest`, or anything else, which then gets its own `invalid_request` entry in the
+#: response while the other items are still critiqued (so the schema accepts any JSON value here).
+BatchItem = Annotated[CritiqueRequest | JsonValue, Field(union_mode="left_to_right")]
 
 
 class BatchCritiqueRequest(_Model):

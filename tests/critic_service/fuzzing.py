@@ -69,7 +69,7 @@ def run_schemathesis(
     if key is not None:
         cmd += ["--header", f"Authorization: Bearer {key}"]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.critic_service.fuzz_checks", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=3600)
+    proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=3600)
     reports = sorted(out.glob("json-*.json"))
     report = json.loads(reports[-1].read_text()) if reports else {}
     paths = list(json.loads(_fetch(f"{url}/openapi.json", key))["paths"])
