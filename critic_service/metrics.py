@@ -25,7 +25,9 @@ class Metrics:
         self.attempts = Histogram(
             "stepalign_attempts", "Generations per critique", buckets=(1, 2, 3, 5, 10), registry=r
         )
-        self.invalid_attempts = Counter("stepalign_invalid_attempts", "Rejected generations", registry=r)
+        self.invalid_attempts = Counter(
+            "stepalign_invalid_attempts", "Rejected generations before a valid critique", registry=r
+        )
         self.latency = Histogram(
             "stepalign_latency_seconds",
             "Service time per critique",
@@ -56,6 +58,7 @@ class Metrics:
         if critique.meta.cached or not led:
             return
         self.attempts.observe(critique.meta.attempts)
+        self.invalid_attempts.inc(critique.meta.attempts - 1)
         self.latency.observe(critique.meta.latency_ms / 1000)
         u = critique.meta.usage
         for kind, n in (("prompt", u.prompt_tokens), ("completion", u.completion_tokens)):

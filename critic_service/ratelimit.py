@@ -1,10 +1,10 @@
 """Per-key quotas: critiques per minute and generated tokens per minute, as token buckets.
 
-The request bucket holds up to one minute's worth of critiques and refills continuously; a request (a batch
-counts one per item) takes from it up front. Generated tokens are known only after a critique, so they are
-charged afterwards and may drive the token bucket into debt; while it is in debt the key's next requests are
-refused, with `Retry-After` set to the time the debt takes to refill. Each key has its own buckets, so one
-team's burst never eats another's quota.
+The request bucket holds up to `burst` critiques (default: one minute's worth) and refills continuously at the
+per-minute rate; a request (a batch counts one per item) takes from it up front. Generated tokens are known only
+after a critique, so they are charged afterwards and may drive the token bucket into debt; while it is in debt
+the key's next requests are refused, with `Retry-After` set to the time the debt takes to refill. Each key has
+its own buckets, so one team's burst never eats another's quota.
 """
 
 from __future__ import annotations
@@ -26,12 +26,16 @@ class RateLimit(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     requests_per_min: int | None = Field(default=None, ge=1, description="Critiques per minute (batch items count).")
+    burst: int | None = Field(
+        default=None, ge=1, description="Critiques a key may send at once; default: a minute's worth."
+    )
     tokens_per_min: int | None = Field(default=None, ge=1, description="Generated (completion) tokens per minute.")
 
 
 @dataclass
 class _Bucket:
     per_min: int
+    capacity: int
     level: float
     stamp: float
 
@@ -40,7 +44,7 @@ class _Bucket:
         return self.per_min / 60.0
 
     def refill(self, now: float) -> None:
-        self.level = min(float(self.per_min), self.level + (now - self.stamp) * self.rate)
+        self.level = min(float(self.capacity), self.level + (now - self.stamp) * self.rate)
         self.stamp = now
 
     def wait_for(self, amount: float) -> float:
@@ -67,10 +71,10 @@ class RateLimiter:
     def limit(self, key: str) -> RateLimit:
         return self.per_key.get(key, self.default)
 
-    def _bucket(self, table: dict[str, _Bucket], key: str, per_min: int, now: float) -> _Bucket:
+    def _bucket(self, table: dict[str, _Bucket], key: str, per_min: int, now: float, capacity: int) -> _Bucket:
         bucket = table.get(key)
-        if bucket is None or bucket.per_min != per_min:
-            bucket = table[key] = _Bucket(per_min, float(per_min), now)
+        if bucket is None or (bucket.per_min, bucket.capacity) != (per_min, capacity):
+            bucket = table[key] = _Bucket(per_min, capacity, float(capacity), now)
         bucket.refill(now)
         return bucket
 
@@ -80,16 +84,17 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             if limit.tokens_per_min is not None:
-                tokens = self._bucket(self._tokens, key, limit.tokens_per_min, now)
+                tokens = self._bucket(self._tokens, key, limit.tokens_per_min, now, limit.tokens_per_min)
                 if tokens.level < 0:  # in debt: the wait is until it is paid back
                     raise self._refused(key, "tokens_per_min", limit.tokens_per_min, tokens.wait_for(0.0))
             if limit.requests_per_min is not None:
-                reqs = self._bucket(self._requests, key, limit.requests_per_min, now)
-                if requests > limit.requests_per_min:
+                burst = limit.burst or limit.requests_per_min
+                reqs = self._bucket(self._requests, key, limit.requests_per_min, now, burst)
+                if requests > burst:
                     raise RateLimited(
-                        f"a batch of {requests} items exceeds key {key!r}'s limit of {limit.requests_per_min} "
-                        f"critiques per minute; send smaller batches",
-                        details=[{"key": key, "limit": "requests_per_min", "value": limit.requests_per_min}],
+                        f"a batch of {requests} items exceeds the limit of key {key!r}: {burst} critiques at once; "
+                        "send smaller batches",
+                        details=[{"key": key, "limit": "burst", "value": burst}],
                         retry_after=60.0,
                     )
                 if reqs.level < requests:
@@ -102,7 +107,7 @@ class RateLimiter:
         if limit.tokens_per_min is None or tokens <= 0:
             return
         with self._lock:
-            bucket = self._bucket(self._tokens, key, limit.tokens_per_min, self._clock())
+            bucket = self._bucket(self._tokens, key, limit.tokens_per_min, self._clock(), limit.tokens_per_min)
             bucket.level -= tokens
 
     @staticmethod

@@ -54,39 +54,50 @@ def _operation(method: str, url: str, paths: list[str]) -> str:
     return f"{method} {path if path in paths else '(other path)'}"
 
 
-def run_schemathesis(
-    url: str, out: Path, *, examples: int, seed: int, key: str | None = None, workers: int = 1
-) -> FuzzResult:
-    """`st run URL/openapi.json --checks all` with our hooks; reports (JSON and HAR) go to `out`."""
-    out.mkdir(parents=True, exist_ok=True)
-    config = out / "schemathesis.toml"
-    config.write_text(CONFIG)
+def _one_pass(
+    url: str, out: Path, phases: str, examples: int, seed: int, key: str | None
+) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("schemathesis")
-    cmd = [str(exe), "--config-file", str(config), "--no-color", "run", f"{url}/openapi.json"]
-    cmd += ["--checks", "all", "--seed", str(seed), "--max-examples", str(examples), "--workers", str(workers)]
-    cmd += ["--report", "json,har", "--report-dir", str(out), "--request-timeout", "30"]
+    cmd = [str(exe), "--config-file", str(out / "schemathesis.toml"), "--no-color", "run", f"{url}/openapi.json"]
+    cmd += ["--checks", "all", "--seed", str(seed), "--max-examples", str(examples), "--phases", phases]
+    cmd += ["--report", "json,har", "--report-dir", str(out / phases), "--request-timeout", "30"]
     cmd += ["--generation-database", "none", "--suppress-health-check", "all"]
     if key is not None:
         cmd += ["--header", f"Authorization: Bearer {key}"]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.critic_service.fuzz_checks", "PYTHONPATH": str(REPO)}
-    proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=3600)
-    reports = sorted(out.glob("json-*.json"))
-    report = json.loads(reports[-1].read_text()) if reports else {}
+    env["STEPALIGN_FUZZ_PASS"] = phases
+    return subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=3600)
+
+
+def run_schemathesis(url: str, out: Path, *, examples: int, seed: int, key: str | None = None) -> FuzzResult:
+    """`st run URL/openapi.json --checks all` with our hooks, in two passes: the examples and coverage phases
+    on the schema as published, then the fuzzing phase (see `fuzz_checks.before_load_schema`). The JSON and
+    HAR reports go to `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "schemathesis.toml").write_text(CONFIG)
+    procs = [_one_pass(url, out, phases, examples, seed, key) for phases in ("examples,coverage", "fuzzing")]
     paths = list(json.loads(_fetch(f"{url}/openapi.json", key))["paths"])
     by_operation: collections.Counter[str] = collections.Counter()
     by_status: collections.Counter[int] = collections.Counter()
-    for har in out.glob("har-*.json"):
+    report: dict[str, Any] = {"failures": [], "errors": [], "running_time": 0.0, "test_cases": {"generated": 0}}
+    for part in sorted(out.glob("*/json-*.json")):
+        data = json.loads(part.read_text())
+        report["failures"] += data.get("failures", [])
+        report["errors"] += data.get("errors", [])
+        report["running_time"] += data.get("running_time", 0.0)
+        report["test_cases"]["generated"] += data.get("test_cases", {}).get("generated", 0)
+    for har in out.glob("*/har-*.json"):
         for entry in json.loads(har.read_text())["log"]["entries"]:
             by_operation[_operation(entry["request"]["method"], entry["request"]["url"], paths)] += 1
             by_status[int(entry["response"]["status"])] += 1
     return FuzzResult(
-        exit_code=proc.returncode,
+        exit_code=max(p.returncode for p in procs),
         report=report,
         requests=sum(by_status.values()),
         by_operation=dict(by_operation),
         by_status=dict(by_status),
-        output=proc.stdout[-6000:] + proc.stderr[-3000:],
-        failures=list(report.get("failures", [])),
+        output="\n".join(p.stdout[-4000:] + p.stderr[-2000:] for p in procs),
+        failures=list(report["failures"]),
     )
 
 

@@ -119,7 +119,10 @@ def test_a_key_over_its_quota_does_not_affect_another(keyed: ServerProcess) -> N
     assert [r.status_code for r in alice] == [200] * 5
     batch = {"items": [REQUEST] * 4}
     r = httpx.post(f"{keyed.url}/v1/critiques/batch", json=batch, headers=_bearer(SECRETS["bob"]))
-    assert r.status_code == 429 and "a batch of 4 items exceeds" in r.json()["error"]["message"]
+    assert (
+        r.status_code == 429
+        and "a batch of 4 items exceeds the limit of key 'bob': 3 critiques at once" in r.json()["error"]["message"]
+    )
 
 
 def test_generated_tokens_per_minute() -> None:
