@@ -164,3 +164,15 @@ def test_answer_checker_without_a_main_guard_says_so(tmp_path: Path) -> None:
 def test_every_request_field_is_in_the_schema() -> None:
     schema = CritiqueRequest.model_json_schema()
     assert set(schema["properties"]) == set(CritiqueRequest.model_fields)
+
+
+def test_without_keys_the_schema_asks_for_none() -> None:
+    from fastapi.testclient import TestClient
+
+    from critic_service.app import create_app
+    from critic_service.settings import Settings
+
+    with TestClient(create_app(Settings(cache_path=None))) as client:
+        doc = client.get("/openapi.json").json()
+    assert "securitySchemes" not in doc.get("components", {})
+    assert all("security" not in op for path in doc["paths"].values() for op in path.values())
