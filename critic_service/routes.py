@@ -56,7 +56,7 @@ CRITIQUE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:  # async: FastAPI runs plain-def dependencies in a thread
     st: ServiceState = request.app.state.service
     return st
 
@@ -66,9 +66,10 @@ _bearer = HTTPBearer(auto_error=False, description="An API key of the service: `
 
 
 async def authenticate(
-    request: Request, st: State, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> str:
     """The caller's key name (`anonymous` without keys); 401 otherwise. The name goes to the request log."""
+    st: ServiceState = request.app.state.service
     name = st.keys.check(f"Bearer {credentials.credentials}" if credentials is not None else None)
     request.state.key_name = name
     return name
@@ -79,17 +80,19 @@ Caller = Annotated[str, Depends(authenticate)]
 
 async def metrics_access(request: Request, st: State) -> None:
     if not st.settings.metrics_public:
-        await authenticate(request, st, await _bearer(request))
+        await authenticate(request, await _bearer(request))
 
 
 async def docs_access(request: Request, st: State) -> None:
     if not st.settings.docs_public:
-        await authenticate(request, st, await _bearer(request))
+        await authenticate(request, await _bearer(request))
 
 
-def require_json(_: Caller, content_type: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
+async def require_json(_: Caller, content_type: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
     """The body must be sent as application/json (FastAPI does not read a body without that type; curl -d sends
     a form type: say so). Authentication comes first: a caller without a key learns nothing about the body."""
+    if content_type is not None and content_type.startswith("application/json"):
+        return  # the common case, without parsing the header
     if content_type is None:
         raise UnsupportedMediaType(
             "the request has no Content-Type: send the body as JSON with Content-Type: application/json",
@@ -107,7 +110,7 @@ def require_json(_: Caller, content_type: Annotated[str | None, Header(include_i
     )
 
 
-def bypass_cache(
+async def bypass_cache(
     cache_control: Annotated[
         str | None, Header(description="`no-cache`: compute a fresh critique instead of reading the cache.")
     ] = None,
