@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from pydantic import ValidationError
+
+if TYPE_CHECKING:
+    from pydantic_settings import CliSettingsSource
+
+    from critic_service.engines.base import Engine
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -22,25 +28,34 @@ def _read(value: str | None, path: str | None, what: str) -> str | None:
     return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
 
 
-def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("serve", help="run the critic service")
-    p.add_argument("--config", type=Path, help="YAML or JSON file of settings (see critic_service/settings.py)")
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
-    p.add_argument("--engine", choices=["checker", "vllm", "openai", "transformers"])
-    p.add_argument("--model", help="model name or local path; selects the vllm engine unless --engine says otherwise")
-    p.add_argument("--served-model-name")
-    p.add_argument("--tensor-parallel-size", type=int)
-    p.add_argument("--max-model-len", type=int)
-    p.add_argument("--gpu-memory-utilization", type=float)
-    p.add_argument("--openai-base-url", help="an OpenAI-compatible server (vllm serve, SGLang)")
-    p.add_argument("--api-keys-file", type=Path, help="one accepted key per line (or set STEPALIGN_API_KEYS)")
-    p.add_argument("--max-attempts", type=int)
-    p.add_argument("--max-concurrency", type=int)
-    p.add_argument("--cache-path", type=Path)
-    p.add_argument("--no-cache", action="store_true", help="do not cache critiques")
-    p.add_argument("--qwq-sampling", action="store_true", default=None, help="QwQ-32B's recommended sampling")
-    p.add_argument("--log-level")
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that an unknown option's value is not echoed back (it may be a key)."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments:"):
+            flags = [a for a in message.split(":", 1)[1].split() if a.startswith("-")]
+            message = f"unrecognized arguments: {' '.join(flags) or '(values only)'}"
+        super().error(message)
+
+
+def _serve_parser(sub: argparse._SubParsersAction[_Parser]) -> CliSettingsSource[Any]:
+    from critic_service.settings import add_settings_arguments
+
+    p = sub.add_parser(
+        "serve",
+        help="run the critic service",
+        description="Run the critic service. Every setting below is also an environment variable "
+        "(STEPALIGN_<NAME>, nested: STEPALIGN_SAMPLING__TEMPERATURE) and a key of the --config file; "
+        "precedence: command line > environment > config file > defaults.",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=os.environ.get("STEPALIGN_CONFIG"),
+        help="YAML or JSON file of settings (default: $STEPALIGN_CONFIG)",
+    )
+    p.add_argument("--no-cache", action="store_true", help="do not cache critiques (= --cache-path null)")
+    return add_settings_arguments(p)
 
 
 def _client_args(p: argparse.ArgumentParser) -> None:
@@ -51,10 +66,11 @@ def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=900.0, help="read timeout in seconds")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stepalign-critic", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    _serve_parser(sub)
+def build_parser() -> tuple[argparse.ArgumentParser, CliSettingsSource[Any]]:
+    """The CLI, and the settings source that reads `serve`'s flags back."""
+    parser = _Parser(prog="stepalign-critic", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    source = _serve_parser(sub)
     c = sub.add_parser("critique", help="ask a critic server for one critique")
     _client_args(c)
     c.add_argument("--problem")
@@ -68,43 +84,34 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the critique as JSON")
     i = sub.add_parser("info", help="show the engine, model, prompt version and limits of a critic server")
     _client_args(i)
-    return parser
+    return parser, source
 
 
-def serve(args: argparse.Namespace) -> int:
-    import uvicorn
+def _settings_error(exc: ValidationError) -> str:
+    """One line per invalid setting, named as its flag; never the value (it may be a secret)."""
+    lines = []
+    for e in exc.errors():
+        flag = "--" + ".".join(str(p) for p in e["loc"]).replace("_", "-")
+        lines.append(f"error: {flag}: {e['msg']}")
+    return "\n".join(lines)
 
-    from critic_service.app import create_app
-    from critic_service.settings import load_settings
 
-    overrides: dict[str, Any] = {
-        k: getattr(args, k)
-        for k in (
-            "host",
-            "port",
-            "engine",
-            "model",
-            "served_model_name",
-            "tensor_parallel_size",
-            "max_model_len",
-            "gpu_memory_utilization",
-            "openai_base_url",
-            "api_keys_file",
-            "max_attempts",
-            "max_concurrency",
-            "cache_path",
-            "qwq_sampling",
-            "log_level",
-        )
-    }
-    settings = load_settings(args.config, **overrides)
+def serve(args: argparse.Namespace, source: CliSettingsSource[Any], engine: Engine | None = None) -> int:
+    from critic_service.server import run
+    from critic_service.settings import cli_values, resolve_settings
+
+    values = cli_values(source, args)
     if args.no_cache:
-        settings = settings.model_copy(update={"cache_path": None})
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("stepalign.critic").info("settings: %s", json.dumps(settings.public_dump()))
-    app = create_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower())
-    return 0
+        values["cache_path"] = None
+    try:
+        settings = resolve_settings(values, args.config)
+    except ValidationError as exc:
+        print(_settings_error(exc), file=sys.stderr)
+        return 2
+    except (OSError, ValueError) as exc:  # the config file: missing, unreadable, not a mapping
+        print(f"error: --config: {exc}", file=sys.stderr)
+        return 2
+    return run(settings, engine=engine)
 
 
 def format_critique(c: Any) -> str:
@@ -139,13 +146,16 @@ async def _critique(args: argparse.Namespace) -> int:
     reference = _read(args.reference_solution, args.reference_solution_file, "reference-solution")
     if not problem or not solution:
         raise SystemExit("stepalign-critic critique needs --problem(-file) and --solution(-file)")
-    request = CritiqueRequest(
-        problem=problem,
-        student_solution=solution,
-        reference_answer=args.reference_answer,
-        reference_solution=reference,
-        feedback_mode=FeedbackMode(args.mode),
-    )
+    try:
+        request = CritiqueRequest(
+            problem=problem,
+            student_solution=solution,
+            reference_answer=args.reference_answer,
+            reference_solution=reference,
+            feedback_mode=FeedbackMode(args.mode),
+        )
+    except ValidationError as exc:
+        raise SystemExit(_request_error(exc)) from None
     async with CriticClient(args.url, api_key=os.environ.get(args.api_key_env), read_timeout_s=args.timeout) as client:
         try:
             critique = await client.critique(request)
@@ -171,17 +181,39 @@ async def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        return serve(args)
-    if args.command == "critique":
-        try:
-            return asyncio.run(_critique(args))
-        except ValueError as exc:  # pydantic validation of the request built from the flags
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    return asyncio.run(_info(args))
+_FLAGS = {
+    "problem": "--problem",
+    "student_solution": "--solution",
+    "reference_answer": "--reference-answer",
+    "reference_solution": "--reference-solution",
+}
+
+
+def _request_error(exc: ValidationError) -> str:
+    """The first problem with the request built from the flags, in one line that names flags, not fields."""
+    e = exc.errors()[0]
+    msg = str(e["msg"]).removeprefix("Value error, ")
+    for field, flag in _FLAGS.items():
+        msg = msg.replace(f"`{field}`", flag)
+    where = _FLAGS.get(str(e["loc"][0]), str(e["loc"][0])) + ": " if e["loc"] else ""
+    return f"error: {where}{msg}"
+
+
+def main(argv: list[str] | None = None, *, engine: Engine | None = None) -> int:
+    """The CLI; `engine` replaces the configured engine of `serve` (a test hook for fault injection)."""
+    parser, source = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve(args, source, engine)
+        code = asyncio.run(_critique(args) if args.command == "critique" else _info(args))
+        sys.stdout.flush()  # here, where a closed pipe can still be handled, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`... | head -1`): say nothing more, and exit like a tool killed by SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

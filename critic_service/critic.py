@@ -110,18 +110,19 @@ class Critic:
             fidelity_threshold=self.config.fidelity_threshold,
         )
 
-    async def critique(self, req: CritiqueRequest) -> Critique:
-        """One validated critique; raises a `ServiceError` subclass on failure."""
+    async def critique(self, req: CritiqueRequest, *, use_cache: bool = True) -> Critique:
+        """One validated critique; raises a `ServiceError` subclass on failure. `use_cache=False` skips the
+        cache lookup (Cache-Control: no-cache); the fresh critique is still stored."""
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.config.request_timeout_s):
-                return await self._critique(req, started)
+                return await self._critique(req, started, use_cache)
         except TimeoutError as exc:
             raise EngineTimeout(f"no critique within {self.config.request_timeout_s:g} s") from exc
 
-    async def _critique(self, req: CritiqueRequest, started: float) -> Critique:
+    async def _critique(self, req: CritiqueRequest, started: float, use_cache: bool = True) -> Critique:
         key = self._key(req) if self.cache is not None else ""
-        if self.cache is not None and (hit := await self.cache.get(key)) is not None:
+        if use_cache and self.cache is not None and (hit := await self.cache.get(key)) is not None:
             meta = hit.meta.model_copy(update={"cached": True, "latency_ms": (time.perf_counter() - started) * 1e3})
             return hit.model_copy(update={"id": uuid.uuid4().hex, "request_id": req.request_id, "meta": meta})
 

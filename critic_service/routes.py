@@ -1,23 +1,29 @@
-"""The HTTP routes of DESIGN.md. Handlers only translate: the work is in `critic.Critic`."""
+"""The HTTP routes of DESIGN.md. Handlers only translate: the work is in `dispatch` and `critic.Critic`.
+
+Every route but the probes (/healthz, /readyz) needs a key when keys are configured; /metrics and the docs
+only when `metrics_public` / `docs_public` say so.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable
-from typing import Annotated, Any, TypeVar
+import email.message
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 import shared
-from critic_service.errors import Overloaded, ServiceError
+from critic_service import dispatch
+from critic_service.admission import run_for_client
+from critic_service.docs import build_docs_router
+from critic_service.errors import UnsupportedMediaType
+from critic_service.lifecycle import readiness
 from critic_service.state import ServiceState
 from shared.prompts import critic_prompt_version
 from shared.schemas import (
     BatchCritiqueRequest,
     BatchCritiqueResponse,
-    BatchItemResult,
     Critique,
     CritiqueRequest,
     ErrorBody,
@@ -27,144 +33,165 @@ from shared.schemas import (
     ServiceInfo,
 )
 
-T = TypeVar("T")
-_ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorBody} for s in (401, 413, 422, 429, 502, 503, 504)}
+
+def _error(description: str, retry_after: bool = False) -> dict[str, Any]:
+    response: dict[str, Any] = {"model": ErrorBody, "description": description}
+    if retry_after:
+        response["headers"] = {
+            "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "string"}}
+        }
+    return response
 
 
-def state(request: Request) -> ServiceState:
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: _error("Missing or invalid API key.")}
+CRITIQUE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **AUTH_ERRORS,
+    413: _error("The body is larger than max_body_bytes."),
+    415: _error("The body is not application/json."),
+    422: _error("Invalid request (schema), or a problem/solution the critic cannot handle."),
+    429: _error("The key is over its quota.", retry_after=True),
+    502: _error("No valid critique within max_attempts, or the engine failed."),
+    503: _error("The engine is loading or overloaded, or the service is shutting down.", retry_after=True),
+    504: _error("No critique within request_timeout_s."),
+}
+
+
+async def get_state(request: Request) -> ServiceState:  # async: FastAPI runs plain-def dependencies in a thread
     st: ServiceState = request.app.state.service
     return st
 
 
-async def require_key(
-    request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
-) -> None:
-    state(request).keys.check(authorization)
+State = Annotated[ServiceState, Depends(get_state)]
+_bearer = HTTPBearer(auto_error=False, description="An API key of the service: `Authorization: Bearer <key>`.")
 
 
-class Admission:
-    """At most `concurrency` critiques run at once and at most `queue` wait; beyond that, 503 + Retry-After."""
-
-    def __init__(self, concurrency: int, queue: int) -> None:
-        self._slots = asyncio.Semaphore(concurrency)
-        self._queue = queue
-        self.waiting = 0
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        if self._slots.locked() and self.waiting >= self._queue:
-            raise Overloaded("too many critiques in progress; retry later", retry_after=1.0)
-        self.waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self.waiting -= 1
-        try:
-            yield
-        finally:
-            self._slots.release()
+async def authenticate(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> str:
+    """The caller's key name (`anonymous` without keys); 401 otherwise. The name goes to the request log."""
+    st: ServiceState = request.app.state.service
+    name = st.keys.check(f"Bearer {credentials.credentials}" if credentials is not None else None)
+    request.state.key_name = name
+    return name
 
 
-async def until_disconnect(request: Request, work: Awaitable[T], poll_s: float = 0.2) -> T | None:
-    """Run `work`, cancelling it (and so aborting it in the engine) if the client goes away first."""
-    task = asyncio.ensure_future(work)
-    while True:
-        done, _ = await asyncio.wait({task}, timeout=poll_s)
-        if done:
-            return task.result()
-        if await request.is_disconnected():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            return None
+Caller = Annotated[str, Depends(authenticate)]
 
 
-async def _one(st: ServiceState, item: CritiqueRequest) -> Critique:
-    async with st.admission.slot():
-        st.metrics.in_flight.inc()
-        try:
-            critique = await st.ready_critic().critique(item)
-        finally:
-            st.metrics.in_flight.dec()
-    st.metrics.observe(critique)
-    return critique
+async def metrics_access(request: Request, st: State) -> None:
+    if not st.settings.metrics_public:
+        await authenticate(request, await _bearer(request))
 
 
-def build_router() -> APIRouter:
-    probes = APIRouter(tags=["probes"])
-    api = APIRouter(prefix="/v1", tags=["critiques"], dependencies=[Depends(require_key)], responses=_ERRORS)
+async def docs_access(request: Request, st: State) -> None:
+    if not st.settings.docs_public:
+        await authenticate(request, await _bearer(request))
 
-    @probes.get("/healthz", response_model=Health)
-    async def healthz() -> Health:
-        """The process is alive."""
-        return Health(status="ok")
 
-    @probes.get("/readyz", response_model=Health, responses={503: {"model": Health}})
-    async def readyz(request: Request) -> Response:
-        """The engine is loaded and answering."""
-        st = state(request)
-        if st.startup_error is not None:
-            body = Health(status="failing", detail=st.startup_error)
-        elif st.engine is not None and await st.engine.ready():
-            return JSONResponse(Health(status="ok").model_dump())
-        else:
-            body = Health(status="loading", detail="the engine is not ready yet")
-        return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "5"})
-
-    @probes.get("/metrics", include_in_schema=False)
-    async def metrics(
-        request: Request, authorization: Annotated[str | None, Header(include_in_schema=False)] = None
-    ) -> Response:
-        st = state(request)
-        if not st.settings.metrics_public:
-            st.keys.check(authorization)
-        st.metrics.waiting.set(st.admission.waiting)
-        return Response(st.metrics.render(), media_type="text/plain; version=0.0.4")
-
-    @api.get("/info", response_model=ServiceInfo)
-    async def info(request: Request) -> ServiceInfo:
-        """Engine, model, prompt version and limits."""
-        st = state(request)
-        return ServiceInfo(
-            engine=st.engine_name,
-            model=st.model_name,
-            prompt_version=critic_prompt_version(FeedbackMode.splice),
-            feedback_modes=list(FeedbackMode),
-            max_attempts=st.settings.max_attempts,
-            limits=Limits(max_body_bytes=st.settings.max_body_bytes),
-            version=shared.__version__,
+async def require_json(_: Caller, content_type: Annotated[str | None, Header(include_in_schema=False)] = None) -> None:
+    """The body must be sent as application/json (FastAPI does not read a body without that type; curl -d sends
+    a form type: say so). Authentication comes first: a caller without a key learns nothing about the body."""
+    if content_type is not None and content_type.startswith("application/json"):
+        return  # the common case, without parsing the header
+    if content_type is None:
+        raise UnsupportedMediaType(
+            "the request has no Content-Type: send the body as JSON with Content-Type: application/json",
+            details=[{"content_type": None, "expected": "application/json"}],
         )
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    if message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json")):
+        return
+    hint = " (with curl -d, add -H 'Content-Type: application/json')" if "form" in content_type else ""
+    raise UnsupportedMediaType(
+        f"Content-Type must be application/json, not {content_type!r}{hint}",
+        details=[{"content_type": content_type, "expected": "application/json"}],
+    )
 
-    @api.post("/critiques", response_model=Critique)
-    async def critique(body: CritiqueRequest, request: Request) -> Response:
-        """A validated faithful-scribe critique of one student solution."""
-        st = state(request)
-        st.ready_critic()
-        result = await until_disconnect(request, _one(st, body))
-        if result is None:
-            return Response(status_code=499)  # the client left; nobody reads this
-        return JSONResponse(result.model_dump(mode="json"))
 
-    @api.post("/critiques/batch", response_model=BatchCritiqueResponse)
-    async def batch(body: BatchCritiqueRequest, request: Request) -> Response:
-        """Several critiques, in request order; a failed item carries its error and the others still return."""
-        st = state(request)
-        st.ready_critic()
+async def bypass_cache(
+    cache_control: Annotated[
+        str | None, Header(description="`no-cache`: compute a fresh critique instead of reading the cache.")
+    ] = None,
+) -> bool:
+    return cache_control is not None and "no-cache" in [d.strip().lower() for d in cache_control.split(",")]
 
-        async def item(i: int, req: CritiqueRequest) -> BatchItemResult:
-            try:
-                return BatchItemResult(index=i, status=200, critique=await _one(st, req))
-            except ServiceError as exc:
-                st.metrics.errors.labels(code=exc.code.value).inc()
-                return BatchItemResult(index=i, status=exc.status, error=exc.info())
 
-        work = asyncio.gather(*(item(i, r) for i, r in enumerate(body.items)))
-        results = await until_disconnect(request, work)
-        if results is None:
-            return Response(status_code=499)
-        return JSONResponse(BatchCritiqueResponse(results=list(results)).model_dump(mode="json"))
+Fresh = Annotated[bool, Depends(bypass_cache)]
 
-    root = APIRouter()
-    root.include_router(probes)
-    root.include_router(api)
-    return root
+probes = APIRouter(tags=["probes"])
+api = APIRouter(prefix="/v1", tags=["critiques"])
+
+
+@probes.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    """The process is alive (also while the engine loads)."""
+    return Health(status="ok")
+
+
+@probes.get(
+    "/readyz",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "Loading, or failing (the detail says why)."}},
+)
+async def readyz(st: State) -> JSONResponse:
+    """The engine is loaded and answering."""
+    health, status = await readiness(st)
+    headers = {"Retry-After": "5"} if status != 200 else None
+    return JSONResponse(health.model_dump(), status_code=status, headers=headers)
+
+
+@probes.get("/metrics", include_in_schema=False, dependencies=[Depends(metrics_access)])
+async def metrics(st: State) -> Response:
+    st.metrics.waiting.set(st.admission.waiting)
+    if st.cache is not None:
+        st.metrics.cache_entries.set(len(st.cache))
+        st.metrics.cache_evictions.set(st.cache.evictions)
+    return Response(st.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+@api.get("/info", response_model=ServiceInfo, responses=AUTH_ERRORS)
+async def info(st: State, _: Caller) -> ServiceInfo:
+    """Engine, model, prompt version and limits."""
+    return ServiceInfo(
+        engine=st.engine_name,
+        model=st.model_name,
+        prompt_version=critic_prompt_version(FeedbackMode.splice),
+        feedback_modes=list(FeedbackMode),
+        max_attempts=st.settings.max_attempts,
+        limits=Limits(max_body_bytes=st.settings.max_body_bytes),
+        version=shared.__version__,
+    )
+
+
+@api.post("/critiques", response_model=Critique, responses=CRITIQUE_ERRORS, dependencies=[Depends(require_json)])
+async def critique(body: CritiqueRequest, request: Request, st: State, key: Caller, fresh: Fresh) -> Response:
+    """A validated faithful-scribe critique of one student solution."""
+    st.ready_critic()
+    st.limiter.admit(key)
+    result = await run_for_client(request, dispatch.critique_one(st, key, body, fresh), st.drain)
+    if result is None:
+        return Response(status_code=499)  # the client left; nobody reads this
+    return JSONResponse(result.model_dump(mode="json"))
+
+
+@api.post(
+    "/critiques/batch",
+    response_model=BatchCritiqueResponse,
+    responses=CRITIQUE_ERRORS,
+    dependencies=[Depends(require_json)],
+)
+async def batch(body: BatchCritiqueRequest, request: Request, st: State, key: Caller, fresh: Fresh) -> Response:
+    """Several critiques, in request order. Each item is validated and critiqued on its own: a malformed or
+    failed item carries its error (and the status it would have had alone) and the others still return."""
+    result = await run_for_client(request, dispatch.critique_batch(st, key, body.items, fresh), st.drain)
+    if result is None:
+        return Response(status_code=499)
+    return JSONResponse(result.model_dump(mode="json"))
+
+
+router = APIRouter()
+router.include_router(probes)
+router.include_router(api)
+router.include_router(build_docs_router(docs_access))

@@ -1,19 +1,25 @@
-"""The critic service's configuration: each field documented once, resolved CLI > environment > config file >
-defaults. Environment variables take the prefix STEPALIGN_ (STEPALIGN_PORT=9000, STEPALIGN_API_KEYS='["k1"]')."""
+"""The critic service's configuration: each field documented once, in `Settings`, and from there reachable as a
+CLI flag (`--max-attempts`, `--sampling.temperature`), an environment variable (STEPALIGN_MAX_ATTEMPTS,
+STEPALIGN_SAMPLING__TEMPERATURE, or STEPALIGN_SAMPLING='{"temperature": 0.3}') and a key of a YAML/JSON config
+file. They resolve CLI > environment > config file > defaults; nested fields merge key by key."""
 
 from __future__ import annotations
 
 import json
+from argparse import ArgumentParser, Namespace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, CliSettingsSource, EnvSettingsSource, NoDecode, SettingsConfigDict
 
+from critic_service.auth import ApiKey, KeyFormatError, parse_key_entries
 from critic_service.engines.base import Sampling
+from critic_service.ratelimit import RateLimit
 from shared.critique_text import SchemaLimits
 
 EngineName = Literal["checker", "vllm", "openai", "transformers"]
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 # QwQ-32B's recommended sampling (its generation_config); in-process vLLM applies none, so it is set explicitly.
 QWQ_SAMPLING = Sampling(temperature=0.6, top_p=0.95, top_k=40, min_p=0.0, max_tokens=16384, thinking_budget=12288)
@@ -22,7 +28,13 @@ QWQ_SAMPLING = Sampling(temperature=0.6, top_p=0.95, top_k=40, min_p=0.0, max_to
 class Settings(BaseSettings):
     """Everything `stepalign-critic serve` can be told."""
 
-    model_config = SettingsConfigDict(env_prefix="STEPALIGN_", extra="forbid", validate_default=True)
+    model_config = SettingsConfigDict(
+        env_prefix="STEPALIGN_",
+        env_nested_delimiter="__",
+        env_parse_none_str="null",
+        extra="forbid",
+        validate_default=True,
+    )
 
     host: str = Field(default="127.0.0.1", description="Interface to bind.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port to bind (0 = any free port).")
@@ -71,17 +83,48 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(default=64, ge=1, description="Critiques in progress at once.")
     max_queue: int = Field(default=1024, ge=0, description="Critiques waiting beyond that before answering 503.")
     max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Largest accepted request body.")
-    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
-        default_factory=list, description="Accepted bearer keys (a list, or k1,k2 in the environment); empty = no auth."
+    drain_timeout_s: float = Field(
+        default=25.0,
+        ge=0,
+        description="On SIGTERM: seconds in-flight critiques may still run (then 503 not_ready); then the engine "
+        "stops. Give the orchestrator's grace period this plus the engine's stop time.",
     )
-    api_keys_file: Path | None = Field(default=None, description="File with one accepted key per line.")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Accepted bearer keys, `name:key` (a bare key is named key-N); k1,k2 or a JSON list in the "
+        "environment. Empty (and no keys file) = no auth. Prefer STEPALIGN_API_KEYS or the keys file: a command "
+        "line is visible to every user of the machine.",
+    )
+    api_keys_file: Path | None = Field(
+        default=None, description="File of accepted keys, one `name:key` per line (# starts a comment)."
+    )
+    allow_unauthenticated: bool = Field(
+        default=False,
+        description="Allow binding a non-loopback host with no keys (anyone who can reach it may use it).",
+    )
+    rate_limit: RateLimit = Field(default_factory=RateLimit, description="Quotas of every key (429 beyond them).")
+    key_rate_limits: dict[str, RateLimit] = Field(
+        default_factory=dict,
+        description='Quotas of named keys, replacing `rate_limit` for them: {"trainer": {"tokens_per_min": null}}.',
+    )
     metrics_public: bool = Field(default=True, description="Serve /metrics without a key.")
+    docs_public: bool = Field(default=True, description="Serve /docs and /openapi.json without a key.")
     cache_path: Path | None = Field(
         default=Path(".stepalign-cache/critiques.sqlite"), description="SQLite result cache; null disables it."
     )
+    cache_max_entries: int = Field(
+        default=100_000, ge=1, description="Cache size bound; the least recently used critiques are evicted."
+    )
+    exit_on_load_failure: bool = Field(
+        default=True,
+        description="Exit (status 3) when the engine fails to load; otherwise keep serving /readyz 'failing'.",
+    )
     answer_workers: int = Field(default=2, ge=1, description="Processes for math-verify answer checks.")
     answer_timeout_s: int = Field(default=3, ge=1, description="math-verify's own budget per parse/verify.")
-    log_level: str = Field(default="info", description="Log level.")
+    log_level: LogLevel = Field(default="info", description="Log level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text, or json: one JSON object per log line (request lines are JSON always)."
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -91,6 +134,11 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
 
     @property
     def engine_name(self) -> EngineName:
@@ -104,18 +152,31 @@ class Settings(BaseSettings):
     def effective_sampling(self) -> Sampling:
         return QWQ_SAMPLING if self.qwq_sampling else self.sampling
 
-    def keys(self) -> list[str]:
-        """All accepted API keys (inline and from the keys file)."""
-        keys = [k.get_secret_value() for k in self.api_keys]
+    def named_keys(self) -> list[ApiKey]:
+        """All accepted API keys with their names (inline first, then the keys file); `KeyFormatError` or
+        `OSError` for a malformed entry or an unreadable file."""
+        entries = [(f"api_keys[{i}]", k.get_secret_value()) for i, k in enumerate(self.api_keys)]
         if self.api_keys_file is not None:
             lines = self.api_keys_file.read_text(encoding="utf-8").splitlines()
-            keys += [x.strip() for x in lines if x.strip() and not x.lstrip().startswith("#")]
-        return keys
+            entries += [
+                (f"{self.api_keys_file}:{n}", line)
+                for n, line in enumerate(lines, 1)
+                if line.strip() and not line.lstrip().startswith("#")
+            ]
+        return parse_key_entries(entries)
+
+    def keys(self) -> list[str]:
+        """The accepted key strings (for callers that only compare)."""
+        return [k.secret for k in self.named_keys()]
 
     def public_dump(self) -> dict[str, Any]:
-        """The resolved settings with every secret masked, for logs and /v1/info."""
+        """The resolved settings with every secret masked, for logs."""
         data = self.model_dump(mode="json")
-        data["api_keys"] = ["***"] * len(self.api_keys)
+        try:
+            inline = parse_key_entries([(str(i), k.get_secret_value()) for i, k in enumerate(self.api_keys)])
+            data["api_keys"] = [f"{k.name}:***" for k in inline]
+        except KeyFormatError:
+            data["api_keys"] = ["***"] * len(self.api_keys)
         if self.openai_api_key is not None:
             data["openai_api_key"] = "***"
         return data
@@ -135,10 +196,45 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
-    """Resolve settings: `overrides` (the CLI) > STEPALIGN_* environment > `config` file > defaults."""
-    from_env = Settings()
-    merged: dict[str, Any] = read_config_file(config) if config is not None else {}
-    merged.update({name: getattr(from_env, name) for name in from_env.model_fields_set})
-    merged.update({k: v for k, v in overrides.items() if v is not None})
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def resolve_settings(cli: dict[str, Any] | None = None, config: Path | None = None) -> Settings:
+    """CLI values > STEPALIGN_* environment > `config` file > defaults, merged field by field (nested too)."""
+    merged = read_config_file(config) if config is not None else {}
+    merged = _deep_merge(merged, dict(EnvSettingsSource(Settings)()))
+    merged = _deep_merge(merged, cli or {})
     return Settings(**merged)
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """`resolve_settings` with top-level overrides (the CLI's values; None = not given)."""
+    return resolve_settings({k: v for k, v in overrides.items() if v is not None}, config)
+
+
+def add_settings_arguments(parser: ArgumentParser) -> CliSettingsSource[Settings]:
+    """One flag per `Settings` field (nested ones dotted: --sampling.temperature), with its description as help;
+    the returned source turns the parsed arguments back into setting values."""
+    return CliSettingsSource(
+        Settings,
+        root_parser=parser,
+        cli_kebab_case=True,
+        cli_implicit_flags=True,
+        cli_hide_none_type=True,
+        cli_avoid_json=True,
+        cli_parse_none_str="null",
+        cli_use_class_docs_for_groups=False,
+    )
+
+
+def cli_values(source: CliSettingsSource[Settings], args: Namespace) -> dict[str, Any]:
+    """The settings given on the command line (only those given)."""
+    values = source(parsed_args=args)()
+    return {k: v for k, v in values.items() if k in Settings.model_fields}

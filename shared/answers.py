@@ -13,7 +13,9 @@ import asyncio
 import concurrent.futures as cf
 import functools
 import multiprocessing
+import os
 import re
+import sys
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -95,7 +97,10 @@ def _exact_numbers(student: str, reference: str) -> bool | None:
     a, b = _PLAIN_NUMBER.match(student), _PLAIN_NUMBER.match(reference)
     if a is None or b is None:
         return None
-    return Fraction(a.group(1)) == Fraction(b.group(1))
+    try:
+        return Fraction(a.group(1)) == Fraction(b.group(1))
+    except ValueError:  # more digits than int() may convert (sys.get_int_max_str_digits): not "plain"
+        return None
 
 
 _ASSIGNMENT = re.compile(r"^\s*[A-Za-z](?:_\{?\w+\}?)?\s*=")
@@ -145,6 +150,26 @@ class CheckerConfig:
     hard_timeout_s: float = 12.0  # parent-side deadline per check; the pool is replaced when it is hit
 
 
+_NO_MAIN_GUARD_EXIT = 87  # a worker's exit status when it found the main script using the checker at import
+_MAIN_GUARD_HELP = (
+    "AnswerChecker's worker processes start by re-importing the main script (multiprocessing 'spawn'), and this "
+    'script uses the checker when it is imported: put the script\'s code under `if __name__ == "__main__":`'
+)
+
+
+class MainGuardError(RuntimeError):
+    """The answer checker was used at the top level of a script that has no `if __name__ == "__main__":` guard."""
+
+
+def _died_for_main_guard(pool: cf.ProcessPoolExecutor) -> bool:
+    """Whether a broken pool's workers exited because the main script has no `__main__` guard."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.join(timeout=2)
+        if proc.exitcode == _NO_MAIN_GUARD_EXIT:
+            return True
+    return False
+
+
 class AnswerChecker:
     """Decides whether a student's final answer is equivalent to the reference, off the calling thread."""
 
@@ -154,6 +179,12 @@ class AnswerChecker:
         self._pool: cf.ProcessPoolExecutor | None = None
 
     def _executor(self) -> cf.ProcessPoolExecutor:
+        if getattr(multiprocessing.current_process(), "_inheriting", False):
+            # A worker being started is re-running the main script, which wants a pool of its own: without this
+            # exit it would fail with a bare traceback and every check would come back "undecided".
+            sys.stderr.write(f"error: {_MAIN_GUARD_HELP}\n")
+            sys.stderr.flush()
+            os._exit(_NO_MAIN_GUARD_EXIT)
         with self._lock:
             if self._pool is None:
                 # spawn: the service and the trainer run threads (uvicorn, vLLM, torch); forking them is unsafe.
@@ -242,7 +273,10 @@ class AnswerChecker:
             assert s is not None and r is not None
             try:
                 decided = fut.result(timeout=self.config.hard_timeout_s)
-            except (cf.TimeoutError, cf.process.BrokenProcessPool, cf.CancelledError):
+            except (cf.TimeoutError, cf.process.BrokenProcessPool, cf.CancelledError) as exc:
+                if isinstance(exc, cf.process.BrokenProcessPool) and _died_for_main_guard(pool):
+                    self._replace_pool(pool)
+                    raise MainGuardError(_MAIN_GUARD_HELP) from exc
                 self._replace_pool(pool)
                 decided = None
             results[i] = self._result(s, r, decided)
@@ -258,7 +292,10 @@ class AnswerChecker:
         try:
             decided = await asyncio.wait_for(asyncio.wrap_future(fut), timeout=self.config.hard_timeout_s)
         except (TimeoutError, cf.process.BrokenProcessPool, asyncio.CancelledError) as exc:
+            unguarded = isinstance(exc, cf.process.BrokenProcessPool) and _died_for_main_guard(pool)
             self._replace_pool(pool)
+            if unguarded:
+                raise MainGuardError(_MAIN_GUARD_HELP) from exc
             if isinstance(exc, asyncio.CancelledError):
                 raise
             decided = None

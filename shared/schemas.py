@@ -7,10 +7,11 @@ engine.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 MAX_PROBLEM_CHARS = 20_000
 MAX_REFERENCE_CHARS = 40_000
@@ -157,8 +158,55 @@ class Meta(_Model):
     usage: Usage = Field(default_factory=Usage, description="Token usage over all attempts.")
 
 
+#: A solution is "empty" when it holds nothing but ASCII whitespace. The same pattern is published in the
+#: OpenAPI document and applied by the validator, so both sides agree on every string.
+NOT_BLANK = r"[^\t\n\x0b\x0c\r ]"
+_NOT_BLANK = re.compile(NOT_BLANK)
+
+
+#: The cross-field rules of `CritiqueRequest`, in JSON Schema, so that the OpenAPI document describes exactly
+#: what the validator accepts: one solution (text or steps), `final_answer` only with steps, and a reference.
+REQUEST_RULES: dict[str, Any] = {
+    "allOf": [
+        {
+            "oneOf": [
+                {
+                    "required": ["student_solution"],
+                    "properties": {
+                        "student_solution": {"type": "string", "pattern": NOT_BLANK},
+                        "steps": {"type": "null"},
+                        "final_answer": {"type": "null"},
+                    },
+                },
+                {
+                    "required": ["steps"],
+                    "properties": {"steps": {"type": "array"}, "student_solution": {"type": "null"}},
+                },
+            ]
+        },
+        {
+            "anyOf": [
+                {
+                    "required": ["reference_answer"],
+                    "properties": {"reference_answer": {"type": "string", "minLength": 1}},
+                },
+                {
+                    "required": ["reference_solution"],
+                    "properties": {"reference_solution": {"type": "string", "minLength": 1}},
+                },
+            ]
+        },
+    ]
+}
+
+
 class CritiqueRequest(_Model):
-    """Ask for a faithful-scribe critique of one student solution."""
+    """Ask for a faithful-scribe critique of one student solution.
+
+    Give exactly one of `student_solution` (text) or `steps` (a list); `final_answer` only with `steps`; and
+    `reference_answer` and/or `reference_solution` (not empty)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, json_schema_extra=REQUEST_RULES)
 
     problem: str = Field(min_length=1, max_length=MAX_PROBLEM_CHARS, description="The problem statement.")
     reference_solution: str | None = Field(
@@ -193,7 +241,7 @@ class CritiqueRequest(_Model):
     def _one_solution_and_a_reference(self) -> CritiqueRequest:
         if (self.student_solution is None) == (self.steps is None):
             raise ValueError("give exactly one of `student_solution` (text) or `steps` (a list of strings)")
-        if self.student_solution is not None and not self.student_solution.strip():
+        if self.student_solution is not None and not _NOT_BLANK.search(self.student_solution):
             raise ValueError("`student_solution` is empty")
         if self.final_answer is not None and self.steps is None:
             raise ValueError("`final_answer` goes with `steps`; put it inside `student_solution` otherwise")
@@ -219,10 +267,18 @@ class Critique(_Model):
     meta: Meta = Field(description="Provenance and cost.")
 
 
-class BatchCritiqueRequest(_Model):
-    """Several critique requests, answered in order."""
+#: One batch item: a `CritiqueRequest`, or anything else, which then gets its own `invalid_request` entry in the
+#: response while the other items are still critiqued (so the schema accepts any JSON value here).
+BatchItem = Annotated[CritiqueRequest | JsonValue, Field(union_mode="left_to_right")]
 
-    items: list[CritiqueRequest] = Field(min_length=1, max_length=MAX_BATCH_ITEMS, description="The requests.")
+
+class BatchCritiqueRequest(_Model):
+    """Several critique requests, answered in order. Each item is validated on its own: a malformed item gets
+    its own error entry (status 422) and the others are still critiqued."""
+
+    items: list[BatchItem] = Field(
+        min_length=1, max_length=MAX_BATCH_ITEMS, description="The requests (each a CritiqueRequest)."
+    )
 
 
 class ErrorCode(StrEnum):
@@ -232,6 +288,7 @@ class ErrorCode(StrEnum):
     unsupported_problem = "unsupported_problem"  # 422: the engine cannot critique this kind of problem
     segmentation_failed = "segmentation_failed"  # 422: no steps could be found in the solution
     payload_too_large = "payload_too_large"  # 413
+    unsupported_media_type = "unsupported_media_type"  # 415: the body is not application/json
     unauthorized = "unauthorized"  # 401
     not_found = "not_found"  # 404
     method_not_allowed = "method_not_allowed"  # 405

@@ -36,6 +36,7 @@ class OpenAIEngine:
         self.structured_outputs = structured_outputs
         self.thinking_budget = thinking_budget
         self.chat = chat
+        self.unready_reason = ""  # why `ready()` last said no, for /readyz
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout_s, connect=10.0)
@@ -60,9 +61,15 @@ class OpenAIEngine:
 
     async def ready(self) -> bool:
         try:
-            return (await self._http.get("/models", timeout=5.0)).status_code == 200
-        except httpx.HTTPError:
+            response = await self._http.get("/models", timeout=5.0)
+        except httpx.HTTPError as exc:
+            self.unready_reason = f"upstream {self.base_url} is unreachable: {type(exc).__name__}: {exc}"
             return False
+        if response.status_code != 200:
+            self.unready_reason = f"upstream {self.base_url}/models answered {response.status_code}"
+            return False
+        self.unready_reason = ""
+        return True
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -95,14 +102,21 @@ class OpenAIEngine:
 
     async def generate(self, job: Job) -> Generation:
         path = "/chat/completions" if self.chat else "/completions"
+        url = f"{self.base_url}{path}"
         try:
             response = await self._http.post(path, json=self._body(job))
         except httpx.TimeoutException as exc:
-            raise EngineTimeout(f"{self.base_url}{path} timed out") from exc
+            raise EngineTimeout(f"{url} timed out", details=[{"upstream": url, "error": type(exc).__name__}]) from exc
         except httpx.TransportError as exc:
-            raise EngineFailure(f"{self.base_url}{path}: {type(exc).__name__}: {exc}") from exc
+            error = f"{type(exc).__name__}: {exc}"
+            raise EngineFailure(
+                f"the upstream {url} cannot be reached: {error}", details=[{"upstream": url, "error": error}]
+            ) from exc
         if response.status_code != 200:
-            raise EngineFailure(f"{self.base_url}{path} answered {response.status_code}: {response.text[:500]}")
+            raise EngineFailure(
+                f"{url} answered {response.status_code}: {response.text[:500]}",
+                details=[{"upstream": url, "status": response.status_code, "body": response.text[:500]}],
+            )
         data = response.json()
         choice = data["choices"][0]
         if self.chat:

@@ -65,6 +65,11 @@ class VLLMEngine:
         return AsyncEngineArgs(**kwargs)
 
     async def start(self) -> None:
+        # Loading takes minutes for a large model: a thread keeps the event loop answering /healthz meanwhile.
+        # An AsyncLLM built outside a running loop starts its output tasks on the first request, in this loop.
+        await asyncio.to_thread(self._load)
+
+    def _load(self) -> None:
         from transformers import AutoTokenizer
         from vllm.v1.engine.async_llm import AsyncLLM
 

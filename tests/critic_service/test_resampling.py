@@ -4,6 +4,7 @@ cancellation and undecided answer checks; the service keeps working and leaks no
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Iterator
 
@@ -16,7 +17,7 @@ from critic_service.app import create_app
 from critic_service.settings import Settings
 from tests.critic_service.fakes import INVALID, VALID_D, ScriptedEngine
 from tests.critic_service.test_server import REQUEST
-from tests.servers import app_thread
+from tests.servers import app_thread, ready_client
 
 
 def _settings(**kw: object) -> Settings:
@@ -25,17 +26,13 @@ def _settings(**kw: object) -> Settings:
 
 @pytest.fixture
 def client_for() -> Iterator[object]:
-    clients: list[TestClient] = []
+    with contextlib.ExitStack() as stack:
 
-    def make(engine: ScriptedEngine, **kw: object) -> TestClient:
-        c = TestClient(create_app(_settings(**kw), engine=engine))
-        c.__enter__()
-        clients.append(c)
-        return c
+        def make(engine: ScriptedEngine, **kw: object) -> TestClient:
+            client: TestClient = stack.enter_context(ready_client(create_app(_settings(**kw), engine=engine)))
+            return client
 
-    yield make
-    for c in clients:
-        c.__exit__(None, None, None)
+        yield make
 
 
 @pytest.mark.parametrize("k", [0, 1, 2])
@@ -99,7 +96,8 @@ def test_overload_is_a_503_with_retry_after() -> None:
             async with httpx.AsyncClient(base_url=url, timeout=10) as c:
                 first = asyncio.create_task(c.post("/v1/critiques", json=REQUEST))
                 await asyncio.sleep(0.3)
-                second = await c.post("/v1/critiques", json=REQUEST)
+                # A different request: an identical one would share the first one's engine call.
+                second = await c.post("/v1/critiques", json={**REQUEST, "feedback_mode": "scribe"})
                 return [await first, second]
 
         ok, refused = asyncio.run(burst())
@@ -155,7 +153,7 @@ def test_math_verify_never_runs_in_the_service_process(client_for, monkeypatch: 
 def test_nothing_leaks_over_many_failures() -> None:
     me = psutil.Process(os.getpid())
     engine = ScriptedEngine([INVALID])
-    with TestClient(create_app(_settings(max_attempts=2), engine=engine)) as client:
+    with ready_client(create_app(_settings(max_attempts=2), engine=engine)) as client:
         client.post("/v1/critiques", json=REQUEST)
         children = len(me.children(recursive=True))
         threads = me.num_threads()

@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from critic_service.app import create_app
 from critic_service.engines.transformers_engine import TransformersEngine
 from critic_service.settings import Settings
 from tests.critic_service.test_server import REQUEST
 from tests.critic_service.vllm_setup import SAMPLING, job
+from tests.servers import ready_client
 from trainer.toy.tiny_model import build_tiny_qwen3
 
 
@@ -57,7 +57,7 @@ def test_random_output_is_rejected_with_every_attempt_listed(model: Path) -> Non
         cache_path=None,
         answer_workers=1,
     )
-    with TestClient(create_app(settings)) as client:
+    with ready_client(create_app(settings)) as client:
         r = client.post("/v1/critiques", json=REQUEST)
     assert r.status_code == 502
     err = r.json()["error"]

@@ -20,6 +20,7 @@ from shared.critique_text import parse, schema_regex
 from shared.schemas import Case, Critique
 from tests.critic_service.test_server import REQUEST
 from tests.critic_service.vllm_setup import LIMITS, SAMPLING, STEPS, engine_settings, job, use_cpu_env
+from tests.servers import ready_client
 from trainer.toy.tiny_model import build_tiny_qwen3
 
 pytestmark = pytest.mark.slow
@@ -30,7 +31,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClien
     use_cpu_env()
     model = build_tiny_qwen3(tmp_path_factory.mktemp("tiny-qwen3"))
     app = create_app(engine_settings(model))
-    with TestClient(app) as client:
+    with ready_client(app, timeout_s=240) as client:
         engine = app.state.service.engine
         assert isinstance(engine, VLLMEngine)
         yield client, engine
@@ -94,7 +95,7 @@ def test_ready_and_clean_shutdown(tmp_path: Path) -> None:
     me = psutil.Process()
     before = {p.pid for p in me.children(recursive=True)}
     app = create_app(engine_settings(model, max_num_seqs=2))
-    with TestClient(app) as client:
+    with ready_client(app, timeout_s=240) as client:
         assert client.get("/readyz").json()["status"] == "ok"
         during = {p.pid for p in me.children(recursive=True)} - before
         assert during  # the engine core runs in its own process

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from critic_service.app import create_app
 from critic_service.engines.openai_engine import OpenAIEngine
@@ -22,7 +21,7 @@ from critic_service.settings import Settings
 from shared.critique_text import parse, schema_regex
 from tests.critic_service.test_server import REQUEST
 from tests.critic_service.vllm_setup import LIMITS, SAMPLING, STEPS, VLLM_ENV, job
-from tests.servers import free_port
+from tests.servers import free_port, ready_client
 from trainer.toy.tiny_model import build_tiny_qwen3
 
 pytestmark = pytest.mark.slow
@@ -91,7 +90,7 @@ def test_service_with_the_openai_engine(vllm_server: str) -> None:
         cache_path=None,
         answer_workers=1,
     )
-    with TestClient(create_app(settings)) as client:
+    with ready_client(create_app(settings)) as client:
         assert client.get("/readyz").json()["status"] == "ok"
         r = client.post("/v1/critiques", json=REQUEST)
         assert r.status_code in (200, 502), r.text
