@@ -113,9 +113,15 @@ def compare_table(runs: Sequence[tuple[str, dict[str, Any]]]) -> str:
 
 
 def write_report(report: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    """eval.json (metrics), eval.md (the table) and samples.jsonl (every graded sample, so any number can be
+    recomputed from what the models wrote)."""
     out.mkdir(parents=True, exist_ok=True)
     j, md = out / "eval.json", out / "eval.md"
+    samples = report.pop("samples", [])
     j.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    with (out / "samples.jsonl").open("w", encoding="utf-8") as f:
+        for row in samples:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
     k = report["k"]
     md.write_text(f"# Evaluation, k = {k}, {report['problems']} problems\n\n" + markdown_table(report["checkpoints"]))
     return j, md
@@ -133,6 +139,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Sample k solutions per problem from each (name, step, model path), grade them, summarise."""
     rows = []
+    kept: list[dict[str, Any]] = []
     with AnswerChecker() as checker:
         for name, step, path in models:
             if progress is not None:
@@ -140,4 +147,8 @@ def evaluate(
             samples = make_sampler(path)([p.problem for p in problems], k)
             graded = grade(problems, samples, checker, count)
             rows.append({"name": name, "step": step, "model": path, "metrics": summarise(graded, seed=seed)})
-    return {"k": k, "problems": len(problems), "checkpoints": rows}
+            for p, texts, answers, correct in zip(problems, samples, graded.answers, graded.correct, strict=True):
+                for i, (text, answer, ok) in enumerate(zip(texts, answers, correct, strict=True)):
+                    kept.append({"checkpoint": name, "problem_id": p.id, "sample": i, "answer": answer,
+                                 "correct": ok, "text": text})  # fmt: skip
+    return {"k": k, "problems": len(problems), "checkpoints": rows, "samples": kept}

@@ -70,7 +70,9 @@ def trl_defaults(config: TrainConfig) -> dict[str, Any]:
     return defaults | {
         "num_generations": 1,
         "scale_rewards": "none",
-        "teacher_model_kind": "base" if config.lora.enabled else "live",
+        # The paper's fixed teacher, the initial policy: the LoRA adapter switched off, or without LoRA a frozen
+        # copy of the initial model (TRL's "base").
+        "teacher_model_kind": "base",
         "use_successful_as_teacher": False,
         "diagnostics_warning_interval": 0,
     }

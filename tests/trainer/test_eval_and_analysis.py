@@ -41,6 +41,9 @@ def test_eval_writes_json_and_table(root: Path, tmp_path: Path) -> None:
     assert set(m) == {"avg@k", "maj@k", "pass@k", "answer_length"}
     assert m["avg@k"]["value"] == 0.0 and m["pass@k"]["value"] == 0.0  # a random model solves nothing
     assert 0 < m["answer_length"]["value"] <= 8 and len(m["avg@k"]["ci95"]) == 2
+    samples = [json.loads(x) for x in (tmp_path / "ev" / "samples.jsonl").read_text().splitlines()]
+    assert len(samples) == 20 * 3 and {s["sample"] for s in samples} == {0, 1, 2}
+    assert 100 * sum(s["correct"] is True for s in samples) / len(samples) == m["avg@k"]["value"]
     table = (tmp_path / "ev" / "eval.md").read_text()
     assert "| checkpoint | step | Avg@k | Maj@k | Pass@k | answer length |" in table and table in out.stdout
 
