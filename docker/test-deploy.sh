@@ -57,6 +57,7 @@ mkdir -p "$STATE" "$LOGS"
 exec 9>"$STATE/lock"
 flock -w 3600 9 || { echo "another make test-deploy holds $STATE/lock" >&2; exit 2; }
 : >"$REPORT"
+STARTED=$(now)
 
 # --- 1. tools ---------------------------------------------------------------------------------------------------
 need=()
@@ -66,9 +67,11 @@ command -v curl >/dev/null || need+=(curl)
 command -v docker-compose >/dev/null || need+=(docker-compose)
 if [ ${#need[@]} -gt 0 ]; then
     say "installing ${need[*]} (apt)"
+    t0=$(now)
     apt-get update -q >"$LOGS/apt.log" 2>&1
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >>"$LOGS/apt.log" 2>&1 \
         || { tail -30 "$LOGS/apt.log"; exit 1; }
+    report "apt-get install ${need[*]}: $(elapsed "$t0") s"
 fi
 for tool in hadolint; do
     [ -x "$VENV_BIN/$tool" ] || { echo "$VENV_BIN/$tool is missing: run make install" >&2; exit 2; }
@@ -160,12 +163,14 @@ if [ "$GPU" = auto ]; then
     if [ "$free_gb" -ge 40 ]; then GPU=1; else GPU=0; fi
     echo "DEPLOY_GPU_IMAGES=auto: $free_gb GB free -> $GPU"
 fi
-locks=(critic trainer-cpu)
-[ "$GPU" = 1 ] && locks+=(trainer-gpu)
-say "downloading the images' pinned wheels on the host: ${locks[*]}"
-t0=$(now)
-"$PY" docker/wheelhouse.py "${locks[@]}"
-report "wheels downloaded in $(elapsed "$t0") s"
+wheels() {  # download the pinned wheels of the named locks on the host, timed
+    local t0
+    say "downloading the pinned wheels on the host: $*"
+    t0=$(now)
+    "$PY" docker/wheelhouse.py "$@"
+    report "wheels for $* downloaded in $(elapsed "$t0") s"
+}
+wheels critic trainer-cpu
 
 build() {  # build TAG DOCKERFILE [docker build args...]: offline, on the local base, timed
     local tag=$1 file=$2 log="$LOGS/build-${1//[:\/]/-}.log" t0
@@ -184,6 +189,7 @@ build() {  # build TAG DOCKERFILE [docker build args...]: offline, on the local 
 build "$CRITIC_IMAGE" docker/critic.Dockerfile
 build "$TRAINER_IMAGE" docker/trainer.Dockerfile --build-arg LOCK=trainer-cpu
 if [ "$GPU" = 1 ]; then
+    wheels trainer-gpu  # after the CPU builds: their build context then holds no CUDA wheels yet
     build "$TRAINER_GPU_IMAGE" docker/trainer.Dockerfile --build-arg LOCK=trainer-gpu
     report "GPU images: $TRAINER_GPU_IMAGE built (its build checks torch.version.cuda; not run: no GPU here);" \
         "critic-vllm linted only (its base, vllm/vllm-openai, needs a registry)"
@@ -270,6 +276,7 @@ left=$($DOCKER ps -aq | wc -l)
 [ "$left" = 0 ] || { echo "$left containers left after compose down" >&2; exit 1; }
 
 report "images:"
-$DOCKER images --format '    {{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E 'stepalign-' | sort >>"$REPORT"
+$DOCKER images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep -E '^stepalign-' | sort | sed 's/^/    /' >>"$REPORT"
+report "make test-deploy: $(elapsed "$STARTED") s in all, up to here"
 say "report ($REPORT)"
 cat "$REPORT"

@@ -12,12 +12,13 @@ ARG BASE=python:3.11-slim
 
 FROM ${BASE} AS runtime
 ARG DEBIAN_FRONTEND=noninteractive
+# The same instruction in every Dockerfile: images built on one base share this layer.
 # hadolint ignore=DL3008
 RUN if ! command -v python3 >/dev/null 2>&1; then \
         apt-get update && apt-get install -y --no-install-recommends python3 python3-venv \
         && rm -rf /var/lib/apt/lists/*; \
-    fi \
-    && groupadd --system --gid 10001 stepalign \
+    fi
+RUN groupadd --system --gid 10001 stepalign \
     && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/stepalign stepalign \
     && install -d -o stepalign -g stepalign /work /work/runs /work/data /cache /cache/huggingface
 ENV PATH=/opt/venv/bin:$PATH \
