@@ -28,10 +28,10 @@ ENV PATH=/opt/venv/bin:$PATH \
 FROM runtime AS deps
 ARG PIP_INSTALL_ARGS=""
 # The pins come from the lock (a subset of requirements/cpu.txt); wheels from docker/wheels/critic when present.
-RUN --mount=type=bind,source=docker/wheels,target=/wheels \
+RUN --mount=type=bind,source=docker/wheels/critic,target=/wheels \
     --mount=type=bind,source=requirements/critic.txt,target=/tmp/critic.txt \
     python3 -m venv /opt/venv \
-    && pip install --no-cache-dir --no-deps --find-links /wheels/critic ${PIP_INSTALL_ARGS} -r /tmp/critic.txt
+    && pip install --no-cache-dir --no-deps --find-links /wheels ${PIP_INSTALL_ARGS} -r /tmp/critic.txt
 
 # Only the critic's half of the code: shared/ and critic_service/ (trainer/ is absent from the context).
 FROM deps AS wheel

@@ -9,6 +9,14 @@
 # trainer-cpu: requirements/LOCK.txt) and PIP_INSTALL_ARGS (--no-index: offline, from docker/wheels/LOCK).
 
 ARG BASE=python:3.11-slim
+ARG LOCK=trainer-gpu
+
+# The lock and its wheels (docker/wheels/LOCK: filled by make test-deploy, else empty and pip uses the index), in a
+# stage of their own so that the dependencies' layer depends on them only.
+FROM scratch AS lock
+ARG LOCK
+COPY requirements/${LOCK}.txt /lock.txt
+COPY docker/wheels/${LOCK} /wheels/
 
 FROM ${BASE} AS runtime
 ARG DEBIAN_FRONTEND=noninteractive
@@ -26,13 +34,11 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1
 
 FROM runtime AS deps
-ARG LOCK=trainer-gpu
+ARG LOCK
 ARG PIP_INSTALL_ARGS=""
-RUN --mount=type=bind,source=docker/wheels,target=/wheels \
-    --mount=type=bind,source=requirements,target=/tmp/requirements \
+RUN --mount=type=bind,from=lock,target=/lock \
     python3 -m venv /opt/venv \
-    && pip install --no-cache-dir --no-deps --find-links "/wheels/${LOCK}" ${PIP_INSTALL_ARGS} \
-        -r "/tmp/requirements/${LOCK}.txt" \
+    && pip install --no-cache-dir --no-deps --find-links /lock/wheels ${PIP_INSTALL_ARGS} -r /lock/lock.txt \
     && python -c "import sys, torch; gpu = '${LOCK}' == 'trainer-gpu'; sys.exit(None if gpu == bool(torch.version.cuda) \
         else 'requirements/${LOCK}.txt gave the wrong torch build: ' + torch.__version__)"
 

@@ -159,8 +159,9 @@ def check_critic_command(argv: list[str]) -> argparse.Namespace:
     if args.command == "serve":
         given = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
         Settings(**given)  # pydantic raises on a bad value
-        if args.config is not None and not (REPO / args.config).exists():
-            raise Rejected(f"stepalign-critic serve --config {args.config}: no such file in the repository")
+        config = getattr(args, "config", None)
+        if config is not None and not (REPO / config).exists():
+            raise Rejected(f"stepalign-critic serve --config {config}: no such file in the repository")
     return args
 
 
