@@ -119,10 +119,11 @@ if [ -s "$STATE/dockerd.pid" ] && kill -0 "$(cat "$STATE/dockerd.pid")" 2>/dev/n
 fi
 say "starting dockerd (data root $STATE/data, socket $STATE/docker.sock)"
 mkdir -p "$STATE/data" "$STATE/exec"
-dockerd --bridge=none --iptables=false --ip6tables=false --storage-driver=overlay2 \
+# setsid: its own session, so a Ctrl-C in the terminal reaches this script (which then cleans up), not the daemon.
+setsid dockerd --bridge=none --iptables=false --ip6tables=false --storage-driver=overlay2 \
     --data-root "$STATE/data" --exec-root "$STATE/exec" --pidfile "$STATE/dockerd.pid" \
     --containerd-namespace stepalign-deploy --containerd-plugins-namespace stepalign-deploy-plugins \
-    -H "unix://$STATE/docker.sock" >"$LOGS/dockerd.log" 2>&1 &
+    -H "unix://$STATE/docker.sock" >"$LOGS/dockerd.log" 2>&1 9>&- &  # 9>&-: the daemon must not hold our lock
 DOCKERD_PID=$!
 for _ in $(seq 120); do
     $DOCKER info >/dev/null 2>&1 && break
@@ -130,7 +131,10 @@ for _ in $(seq 120); do
     sleep 0.5
 done
 $DOCKER info >/dev/null
+[ "$(cat "$STATE/dockerd.pid")" = "$DOCKERD_PID" ] || { echo "dockerd pid mismatch" >&2; exit 1; }
 echo "dockerd $($DOCKER version -f '{{.Server.Version}}') running, pid $DOCKERD_PID"
+# Containers left by an interrupted run (this daemon is ours alone: nothing else runs here).
+$DOCKER ps -aq | xargs -r $DOCKER rm -f >/dev/null
 df -h "$STATE" | tail -1 | awk '{ print "disk: " $4 " free on " $6 }'
 
 # --- 3. base image ----------------------------------------------------------------------------------------------
@@ -156,6 +160,10 @@ say "hadolint docker/*.Dockerfile"
 "$VENV_BIN/hadolint" docker/*.Dockerfile
 echo "hadolint: no findings"
 report "hadolint: docker/critic.Dockerfile docker/critic-vllm.Dockerfile docker/trainer.Dockerfile clean"
+for profile in gpu cpu; do  # compose's own validation of both profiles (the gpu one is not run here)
+    docker-compose -f docker/compose.yaml --profile "$profile" config -q
+done
+report "docker-compose config: profiles gpu and cpu valid"
 
 GPU=${DEPLOY_GPU_IMAGES:-auto}
 free_gb=$(df -BG --output=avail "$STATE" | tail -1 | tr -dc 0-9)
