@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stepalign-installed
 PYTEST_ARGS ?=
 
-.PHONY: install lock lint typecheck test demo demo-critic serve bench bench-service clean
+.PHONY: install lock lint typecheck test test-deploy demo demo-critic serve bench bench-service clean
 
 $(STAMP): requirements/cpu.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ typecheck: install
 
 test: lint typecheck
 	$(PY) -m pytest --cov=shared --cov-report=term-missing:skip-covered --cov-fail-under=90 $(PYTEST_ARGS)
+
+# The deployment, built and run with a real Docker engine (as root; its own dockerd, stopped on exit): the base,
+# critic and trainer images, then the CPU compose profile on 127.0.0.1 (docker/test-deploy.sh; docs/deploy.md).
+test-deploy: install
+	bash docker/test-deploy.sh
 
 # The main job on the embedded default: a real critic server (checker engine) and a short StepAlignFB run of a
 # tiny student built offline, over HTTP, on the CPU.
