@@ -153,12 +153,12 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespa
 def check_critic_command(argv: list[str]) -> argparse.Namespace:
     """`stepalign-critic ARGS`: parsed by its parser; for `serve`, the settings it names are validated too."""
     from critic_service.cli import build_parser
-    from critic_service.settings import Settings
+    from critic_service.settings import Settings, cli_values
 
-    args = _parse(build_parser(), argv)
+    parser, source = build_parser()
+    args = _parse(parser, argv)
     if args.command == "serve":
-        given = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
-        Settings(**given)  # pydantic raises on a bad value
+        Settings(**cli_values(source, args))  # pydantic raises on a bad value
         config = getattr(args, "config", None)
         if config is not None and not (REPO / config).exists():
             raise Rejected(f"stepalign-critic serve --config {config}: no such file in the repository")
