@@ -112,9 +112,18 @@ def pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
 
 @functools.cache
 def setting_env_names() -> frozenset[str]:
+    """STEPALIGN_<FIELD> for every setting, and STEPALIGN_<FIELD>__<SUBFIELD> for the fields of nested ones."""
+    from pydantic import BaseModel
+
     from critic_service.settings import Settings
 
-    return frozenset(f"STEPALIGN_{name.upper()}" for name in Settings.model_fields)
+    names = set()
+    for name, info in Settings.model_fields.items():
+        names.add(f"STEPALIGN_{name.upper()}")
+        kind = info.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            names |= {f"STEPALIGN_{name.upper()}__{sub.upper()}" for sub in kind.model_fields}
+    return frozenset(names)
 
 
 @functools.cache

@@ -147,4 +147,9 @@ def test_termination_grace_covers_the_prestop_pause_and_the_drain() -> None:
     deployment = objects("Deployment", "stepalign-critic")
     pause = container(deployment)["lifecycle"]["preStop"]["exec"]["command"]
     seconds = float(re.search(r"sleep\((\d+(?:\.\d+)?)\)", " ".join(pause)).group(1))  # type: ignore[union-attr]
-    assert pod_spec(deployment)["terminationGracePeriodSeconds"] >= seconds + 30  # type: ignore[index]
+    from critic_service.settings import Settings
+
+    config = objects("ConfigMap", "stepalign-critic")["data"]  # type: ignore[index]
+    drain = float(config.get("STEPALIGN_DRAIN_TIMEOUT_S", Settings.model_fields["drain_timeout_s"].default))
+    # the preStop pause, then the drain of in-flight critiques, then a few seconds to stop the engine
+    assert pod_spec(deployment)["terminationGracePeriodSeconds"] >= seconds + drain + 5  # type: ignore[index]
