@@ -260,7 +260,8 @@ grep -q "condition stepalign, $TRAIN_STEPS steps" "$LOGS/trainer.log" \
     || { echo "the trainer did not report $TRAIN_STEPS steps" >&2; exit 1; }
 grep -q "rollouts without a valid critique: 0" "$LOGS/trainer.log" \
     || { echo "the trainer lacked critiques" >&2; exit 1; }
-served=$($DOCKER logs "$CRITIC" 2>&1 | grep -c 'POST /v1/critiques' || true)
+# the critic logs one JSON line per request: {"method": "POST", "path": "/v1/critiques", "status": 200, ...}
+served=$($DOCKER logs "$CRITIC" 2>&1 | grep -c '"path": "/v1/critiques", "status": 200' || true)
 [ "$served" -gt 1 ] || { echo "the critic container served no critiques to the trainer" >&2; exit 1; }
 report "trainer container: exit 0 after $(elapsed "$t0") s (toy data + $TRAIN_STEPS steps); critic log: $served POST /v1/critiques"
 report "trainer's last lines:"
