@@ -32,10 +32,7 @@ def condition_rows(evals: dict[str, Any], conditions: list[str]) -> list[dict[st
             "greedy_mean": round(sum(values) / len(values), 2),
             "greedy_min": min(values),
             "greedy_max": max(values),
-            "per_seed": [
-                {"name": n, "value": greedy[n]["metrics"]["avg@k"]["value"], "ci95": greedy[n]["metrics"]["avg@k"]["ci95"]}
-                for n in names
-            ],
+            "per_seed": [{"name": n, **greedy[n]["metrics"]["avg@k"]} for n in names],
         }
         for metric in ("avg@k", "maj@k", "pass@k"):
             got = [sampled[n]["metrics"][metric]["value"] for n in names if n in sampled]
@@ -119,8 +116,8 @@ def write_reports(report: dict[str, Any], out: Path) -> None:
         sections += ["", "Every token, coloured by A_t: [analysis/advantages.html](analysis/advantages.html)", ""]
     if report.get("example"):
         ex = report["example"]
-        sections += ["## One rollout and its critique", "", "The student wrote:", "", "```", ex["student"], "```", "",
-                     "The critic's feedback (the StepAlignFB teacher's context):", "", "```", ex["feedback"], "```", ""]  # fmt: skip
+        sections += ["## One rollout and its critique", "", "The student wrote:", "", "```", ex["student"], "```", ""]
+        sections += ["The critic's feedback (the StepAlignFB teacher's context):", "", "```", ex["feedback"], "```", ""]
     sections += ["## Runs", "", "| condition | seed | run folder | seconds |", "|---|---|---|---|"]
     sections += [f"| {r['condition']} | {r['seed']} | {r['run']} | {r['seconds']:.0f} |" for r in report["runs"]]
     sections += ["", f"Phases (seconds): {json.dumps(report['phase_seconds'])}", "", report["closing"], ""]
