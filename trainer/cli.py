@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from trainer.toy import cli as toy_cli
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stepalign-train", description=__doc__)
@@ -70,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--count", type=int, default=8, help="rollouts to analyse")
     a.add_argument("--context-tokens", type=int, default=1536)
     a.add_argument("--out", type=Path, required=True)
+    toy_cli.add_parser(sub)
     return parser
 
 
@@ -214,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per critique is noise
     try:
         handler = {"prepare-data": _prepare, "eval": _eval, "compare": _compare, "analyze": _analyze}
+        handler["toy"] = toy_cli.run
         return handler.get(args.command, _train)(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
