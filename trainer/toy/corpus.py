@@ -260,13 +260,16 @@ def build_examples(
     slips: SlipSettings,
     mix: MixSettings,
     critic_url: str,
-    tokenizer: Any | Callable[[list[str]], Any],
+    tokenizer: Any | None,
     budget: int,
+    make_tokenizer: Callable[[list[str]], Any] | None = None,
 ) -> tuple[list[Example], Any]:
-    """`count` examples; `tokenizer` is a tokenizer, or a function that trains one from raw texts (the first
-    chunk of a corpus trains it). Returns the examples and the tokenizer."""
+    """`count` examples and the tokenizer they were rendered with: `tokenizer`, or (when it is None) the one
+    `make_tokenizer` trains on these examples' raw texts (the first chunk of a corpus trains it)."""
     drafts = draft_examples(count, seed=seed, world=world, slips=slips, mix=mix)
     add_feedback(drafts, critic_url)
-    if callable(tokenizer) and not hasattr(tokenizer, "apply_chat_template"):
-        tokenizer = tokenizer(tokenizer_texts(drafts))
+    if tokenizer is None:
+        if make_tokenizer is None:
+            raise ValueError("build_examples needs a tokenizer or a make_tokenizer function")
+        tokenizer = make_tokenizer(tokenizer_texts(drafts))
     return render(drafts, tokenizer, budget=budget), tokenizer
