@@ -209,24 +209,29 @@ def measure_advantages(
             neg_total += sum(-min(a, 0.0) for a in s.adv[context])
         wrong_summary: dict[str, Any] = {f"mean_{p}": _avg(pooled[p]) for p in PARTS}
         wrong_summary["negative_mass_after_pivot_share"] = round(neg_after / neg_total, 3) if neg_total else None
-        rejected_any, rejected_at_merge, rejected_total, merge_rollouts = 0, 0, 0, 0
+        rejected_any, rejected_at_merge, rejected_total, merge_rollouts, merge_rejected = 0, 0, 0, 0, 0
         all_adv: list[float] = []
+        at_merge: list[float] = []
         for s in scored_right:
             rejected = {t for t, lp in enumerate(s.teacher_logp[context]) if lp < REJECT}
             merge = merge_point_tokens(s)
             merge_rollouts += bool(merge)
+            merge_rejected += bool(rejected & merge)
             rejected_any += bool(rejected)
             rejected_total += len(rejected)
             rejected_at_merge += len(rejected & merge)
             all_adv.extend(s.adv[context])
+            at_merge.extend(s.adv[context][t] for t in merge)
         result[context] = {
             "wrong": wrong_summary,
             "correct": {
                 "mean": _avg(all_adv),
+                "mean_at_merge_points": _avg(at_merge),
                 "rollouts_with_a_rejected_token": rejected_any,
                 "rejected_tokens": rejected_total,
                 "rejected_tokens_at_merge_points": rejected_at_merge,
                 "rollouts_with_a_merge_point": merge_rollouts,
+                "of_those_rejected_at_a_merge_point": merge_rejected,
             },
         }
     return result

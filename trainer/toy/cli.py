@@ -61,6 +61,15 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
+def _solver(path: Path) -> Path:
+    if not (path / "config.json").exists() or not (path / "tokenizer.json").exists():
+        raise ValueError(
+            f"{path}: not a toy solver folder (no config.json and tokenizer.json); "
+            f"make one with `stepalign-train toy pretrain --out {path}`"
+        )
+    return path
+
+
 def _threads(n: int | None) -> None:
     import torch
 
@@ -104,8 +113,9 @@ def _pretrain(args: argparse.Namespace) -> int:
 def _gap(args: argparse.Namespace) -> int:
     from trainer.toy.gap import measure_gap
 
+    model = _solver(args.model)
     _threads(args.threads)
-    gap = measure_gap(args.model, problems=args.problems, seed=args.seed, critic_url=args.critic_url)
+    gap = measure_gap(model, problems=args.problems, seed=args.seed, critic_url=args.critic_url)
     if args.out:
         args.out.write_text(json.dumps(gap, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in gap.items() if k != "examples"}, indent=2))
@@ -116,9 +126,10 @@ def _gap(args: argparse.Namespace) -> int:
 def _advantages(args: argparse.Namespace) -> int:
     from trainer.toy.advantages import measure_advantages
 
+    model = _solver(args.model)
     _threads(args.threads)
     report = measure_advantages(
-        args.model,
+        model,
         wrong=args.wrong,
         correct=args.correct,
         temperature=args.temperature,
