@@ -20,7 +20,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--out", type=Path, required=True, help="the solver's folder (a model folder)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, help="train for this long (default: a fixed number of examples)")
-    budget.add_argument("--examples", type=int, help="training examples (default 48000; 14000 with --quick)")
+    budget.add_argument("--examples", type=int, help="training examples (default 48000; 12000 with --quick)")
     p.add_argument("--quick", action="store_true", help="the quick solver (~2 minutes on 2 cores): for CI")
     p.add_argument("--rebuild", action="store_true", help="pretrain even if the folder holds a matching solver")
     p.add_argument("--seed", type=int, help="seed of the corpus and the initial weights (default 0)")
@@ -99,7 +99,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     settings = settings_from(args.quick, examples=args.examples, minutes=args.minutes, seed=args.seed)
     if args.no_wrong_prefix:
-        settings = replace(settings, mix=replace(settings.mix, wrong_prefix=0.0))
+        settings = replace(settings, mix=settings.mix.without_wrong_prefix())
     result = pretrain(args.out, settings, critic_url=args.critic_url, rebuild=args.rebuild, threads=args.threads)
     if args.gap:
         _threads(args.threads)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from shared.arithmetic import Chain, format_number
@@ -58,6 +58,12 @@ class MixSettings:
             p = getattr(self, name)
             if not 0 <= p <= 1:
                 raise ValueError(f"mix setting {name}={p}: expected a probability in [0, 1]")
+
+    def without_wrong_prefix(self) -> MixSettings:
+        """The ablation: the wrong-prefix examples' share goes to the feedback and reference examples (split as
+        the wrong-prefix examples were split between the two teacher prompts), the student share unchanged."""
+        w, r = self.wrong_prefix, self.wrong_prefix_refsol
+        return replace(self, wrong_prefix=0.0, feedback=self.feedback + w * (1 - r), reference=self.reference + w * r)
 
     def weights(self) -> list[float]:
         return [self.student, self.feedback, self.reference, self.wrong_prefix]

@@ -57,8 +57,8 @@ class PretrainSettings:
     model: ModelSettings = field(default_factory=ModelSettings)
     examples: int = 48_000  # training examples (ignored when `minutes` is set)
     minutes: float | None = None  # train for this long instead (the number of examples then varies)
-    batch_size: int = 64
-    learning_rate: float = 2e-3
+    batch_size: int = 16  # updates matter more than batch size here: see docs/toy-world-log.md
+    learning_rate: float = 1e-3
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1  # the cosine ends at this share of the learning rate
     chunk: int = 4096  # examples generated (and critiqued) at a time
@@ -92,7 +92,7 @@ class PretrainSettings:
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-QUICK = PretrainSettings(examples=14_000)
+QUICK = PretrainSettings(examples=12_000)
 
 
 def default_threads() -> int:
