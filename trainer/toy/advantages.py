@@ -166,7 +166,8 @@ def measure_advantages(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    model: Any = AutoModelForCausalLM.from_pretrained(model_dir)
+    model.eval()
     found: dict[str, list[tuple[Chain, Critique]]] = {"D": [], "A": []}
     sampled = 0
     with critic_at(critic_url, Path(model_dir) / "advantages-critic.log") as url:

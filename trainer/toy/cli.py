@@ -20,7 +20,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--out", type=Path, required=True, help="the solver's folder (a model folder)")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, help="train for this long (default: a fixed number of examples)")
-    budget.add_argument("--examples", type=int, help="training examples (default 48000; 12000 with --quick)")
+    budget.add_argument("--examples", type=int, help="training examples (default 32000; 12000 with --quick)")
     p.add_argument("--quick", action="store_true", help="the quick solver (~2 minutes on 2 cores): for CI")
     p.add_argument("--rebuild", action="store_true", help="pretrain even if the folder holds a matching solver")
     p.add_argument("--seed", type=int, help="seed of the corpus and the initial weights (default 0)")
@@ -103,7 +103,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     result = pretrain(args.out, settings, critic_url=args.critic_url, rebuild=args.rebuild, threads=args.threads)
     if args.gap:
         _threads(args.threads)
-        gap = measure_gap(args.out, problems=args.gap, critic_url=args.critic_url)
+        gap = measure_gap(args.out, problems=args.gap, critic_url=args.critic_url, log=print)
         (args.out / "gap.json").write_text(json.dumps(gap, indent=2) + "\n", encoding="utf-8")
         _print_gap(gap)
     print(f"toy solver: {result.path} ({'reused' if result.reused else 'pretrained'})")
@@ -115,7 +115,7 @@ def _gap(args: argparse.Namespace) -> int:
 
     model = _solver(args.model)
     _threads(args.threads)
-    gap = measure_gap(model, problems=args.problems, seed=args.seed, critic_url=args.critic_url)
+    gap = measure_gap(model, problems=args.problems, seed=args.seed, critic_url=args.critic_url, log=print)
     if args.out:
         args.out.write_text(json.dumps(gap, indent=2) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in gap.items() if k != "examples"}, indent=2))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,7 @@ def measure_gap(
     examples: int = 2,
     model: Any = None,
     tokenizer: Any = None,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The context gap of the solver in `model_dir` (or of `model`/`tokenizer` in memory) on `problems` held-out
     problems, as a JSON-able dict of counts and shares."""
@@ -127,10 +128,12 @@ def measure_gap(
     chains = toy_chains(problems, seed=seed, split="test", world=world)
     n = len(chains)
 
-    def run(prompts: list[str]) -> list[str]:
+    def run(prompts: list[str], what: str) -> list[str]:
+        if log is not None:
+            log(f"context gap: {len(prompts)} greedy solutions with {what}")
         return generate(lm, tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size)
 
-    student = run([student_text(tok, c.problem_text()) for c in chains])
+    student = run([student_text(tok, c.problem_text()) for c in chains], "the student prompt")
     right = [answer_of(s) == c.answer for s, c in zip(student, chains, strict=True)]
     wrong = [i for i in range(n) if not right[i]]
 
@@ -138,7 +141,8 @@ def measure_gap(
         feedback, critic_errors = _feedback(url, [chains[i] for i in wrong], [student[i] for i in wrong])
     judged = [(i, f) for i, f in zip(wrong, feedback, strict=True) if f is not None]
     fb_out = run(
-        [teacher_text(tok, "stepalign", chains[i].problem_text(), feedback=f, budget=budget) for i, f in judged]
+        [teacher_text(tok, "stepalign", chains[i].problem_text(), feedback=f, budget=budget) for i, f in judged],
+        "the critic's feedback on the wrong ones",
     )
     fb_right = [answer_of(o) == chains[i].answer for (i, _), o in zip(judged, fb_out, strict=True)]
     fb_copies = [o.strip() == solution_part(f).strip() for (_, f), o in zip(judged, fb_out, strict=True)]
@@ -148,7 +152,8 @@ def measure_gap(
         [
             teacher_text(tok, "refsol", c.problem_text(), reference=r, budget=budget)
             for c, r in zip(chains, references, strict=True)
-        ]
+        ],
+        "the reference solution",
     )
     ref_right = [answer_of(o) == c.answer for o, c in zip(ref_out, chains, strict=True)]
     mergeable = [i for i, c in enumerate(chains) if len(c.merged_groups()) < len(c.ops)]

@@ -55,7 +55,7 @@ class PretrainSettings:
     slips: SlipSettings = field(default_factory=SlipSettings)
     mix: MixSettings = field(default_factory=MixSettings)
     model: ModelSettings = field(default_factory=ModelSettings)
-    examples: int = 48_000  # training examples (ignored when `minutes` is set)
+    examples: int = 32_000  # training examples (ignored when `minutes` is set)
     minutes: float | None = None  # train for this long instead (the number of examples then varies)
     batch_size: int = 16  # updates matter more than batch size here: see docs/toy-world-log.md
     learning_rate: float = 1e-3
@@ -275,6 +275,7 @@ def _train(
         )
         return encode(examples, tokenizer), tokenizer
 
+    log(f"toy solver: writing the corpus (real prompts, the critic at {critic_url}) and training the tokenizer")
     encoded, tok = chunk(0, None)
     model = build_model(tok, s.model, s.seed)
     n_params = sum(p.numel() for p in model.parameters())
@@ -319,7 +320,9 @@ def _train(
                 evals.append({"step": step, "examples": seen, **evaluate(model, tok)})
                 log(f"toy solver: step {step}: {evals[-1]}")
                 model.train()
-            if deadline is not None and step == 20:
+            if deadline is not None and (step == 20 or step % 200 == 0):
+                # The schedule's length follows the measured speed (corpus chunks included), so the cosine ends
+                # near the deadline.
                 per_step = (time.monotonic() - started) / step
                 total = step + max(1, int((deadline - time.monotonic()) / per_step))
                 bar.total = total
