@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from trainer.toy import cli as toy_cli
+
 
 def _sampling_args(p: argparse.ArgumentParser) -> None:
     """The same sampling settings for every backend (a model's own generation_config is never inherited)."""
@@ -102,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--context-tokens", type=int,
                    help="teacher-context budget (default: the run's max_context_tokens, else 1536)")  # fmt: skip
     a.add_argument("--out", type=Path, required=True)
+    toy_cli.add_parser(sub)
     return parser
 
 
@@ -283,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         handler = {"prepare-data": _prepare, "eval": _eval, "compare": _compare, "analyze": _analyze}
+        handler["toy"] = toy_cli.run
         return handler.get(args.command, _train)(args)
     except CriticUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -9,20 +9,22 @@ so the service's parse and validation path is exercised unchanged. It is the emb
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from fractions import Fraction
 
 from critic_service.engines.base import Generation, Job
 from critic_service.errors import InvalidRequest, UnsupportedProblem
 from shared.answers import last_boxed
 from shared.arithmetic import (
+    ADDITIVE,
     Chain,
-    Equation,
     NotArithmeticChain,
+    StepEquation,
     equation,
     format_number,
     parse_chain,
-    parse_equation,
     parse_number,
+    parse_step,
 )
 from shared.critique_text import BodyKind, ParsedCritique, render
 from shared.schemas import Case, FeedbackMode, StepVerdict, Usage, Verdict
@@ -39,59 +41,83 @@ def _as_number(text: str | None) -> Fraction | None:
         return None
 
 
-def _step_error(chain: Chain, i: int, eq: Equation | None) -> str | None:
-    """Why 1-based step i is wrong, or None if it is exactly the expected equation."""
+def _wanted(ops: Sequence[tuple[str, Fraction]]) -> str:
+    return " ".join(f"{_WORD[s]} {format_number(x)}." for s, x in ops)
+
+
+def _step_error(chain: Chain, j: int, eq: StepEquation | None) -> tuple[str | None, int]:
+    """Why a step that should start at 0-based operation j is wrong (None if it is right), and how many
+    operations it stands for. A step may apply several consecutive additions/subtractions at once (the merged
+    derivation); a multiplication or division always has a step of its own."""
     values = chain.values()
-    if i > len(chain.ops):
-        return f"extra step: the chain has only {len(chain.ops)} operations"
+    n_ops = len(chain.ops)
+    if j >= n_ops:
+        return f"extra step: the chain has only {n_ops} operations", 0
     if eq is None:
-        return "not one equation of the form 'a op b = c'"
-    symbol, operand = chain.ops[i - 1]
-    if eq.a != values[i - 1]:
-        return f"starts from {format_number(eq.a)}, but the running value is {format_number(values[i - 1])}"
-    if (eq.symbol, eq.b) != (symbol, operand):
-        if i < len(chain.ops) and (eq.symbol, eq.b) == chain.ops[i]:
-            return f"skips the operation '{_WORD[symbol]} {format_number(operand)}'"
+        return "not one equation of the form 'a op b = c'", 1
+    k = len(eq.ops)
+    if eq.a != values[j]:
+        return f"starts from {format_number(eq.a)}, but the running value is {format_number(values[j])}", k
+    expected = chain.ops[j : j + k]
+    if k == 1 and eq.ops[0] != expected[0]:
+        symbol, operand = expected[0]
+        if j + 1 < n_ops and eq.ops[0] == chain.ops[j + 1]:
+            return f"skips the operation '{_WORD[symbol]} {format_number(operand)}'", k
         wanted = f"{_WORD[symbol]} {format_number(operand)}"
-        return f"applies {eq.written_symbol} {format_number(eq.b)}, but the operation is '{wanted}'"
-    if eq.c != values[i]:
-        lhs = f"{format_number(eq.a)} {eq.written_symbol} {format_number(eq.b)}"
-        return f"{lhs} is {format_number(values[i])}, not {format_number(eq.c)}"
-    return None
+        return f"applies {eq.written_symbols[0]} {format_number(eq.ops[0][1])}, but the operation is '{wanted}'", k
+    if k > 1 and eq.ops != expected:
+        return f"applies {eq.lhs()[len(format_number(eq.a)) + 1 :]}, but the operations are '{_wanted(expected)}'", k
+    if k > 1 and any(symbol not in ADDITIVE for symbol, _ in eq.ops):
+        return (
+            "merges a multiplication or division with other operations; only consecutive additions and "
+            "subtractions may share a step",
+            k,
+        )
+    if eq.c != values[j + k]:
+        return f"{eq.lhs()} is {format_number(values[j + k])}, not {format_number(eq.c)}", k
+    return None, k
 
 
-def _style(equations: list[Equation | None], steps: list[str]) -> tuple[dict[str, str], str]:
+def _style(equations: list[StepEquation | None], steps: list[str]) -> tuple[dict[str, str], str]:
     """The student's operator symbols and spacing, so the correction reads like the student's own steps."""
     symbols = {"+": "+", "-": "-", "*": "*", "/": "/"}
     for eq in equations:
         if eq is not None:
-            symbols[eq.symbol] = eq.written_symbol
+            for (symbol, _), written in zip(eq.ops, eq.written_symbols, strict=True):
+                symbols[symbol] = written
     spaced = any(re.search(r"\d\s+\S\s+[-−\d]", s) for s, eq in zip(steps, equations, strict=True) if eq)
     return symbols, "{a} {op} {b} = {c}" if spaced or not any(equations) else "{a}{op}{b}={c}"
 
 
 def _answer_step(steps: list[str]) -> bool:
     """Whether the last step only states the final answer ("So the answer is \\boxed{10}.")."""
-    return bool(steps) and parse_equation(steps[-1]) is None and last_boxed(steps[-1]) is not None
+    return bool(steps) and parse_step(steps[-1]) is None and last_boxed(steps[-1]) is not None
 
 
 def critique_chain(chain: Chain, steps: list[str], student_answer: str | None, mode: FeedbackMode) -> ParsedCritique:
-    """The exact critique of a solution to `chain`: step i must be the equation of operation i; a last step that
-    only states the boxed answer is the answer step."""
+    """The exact critique of a solution to `chain`: each step applies the next operation (or the next few
+    consecutive additions/subtractions at once); a last step that only states the boxed answer is the answer step.
+    The correction writes one operation per step from the pivotal step on."""
     values = chain.values()
     n_ops = len(chain.ops)
     n = len(steps)
     has_answer_step = _answer_step(steps)
     eq_steps = steps[:-1] if has_answer_step else steps
-    n_eq = len(eq_steps)
-    equations = [parse_equation(s) for s in eq_steps]
-    errors: list[str | None] = [_step_error(chain, i, eq) for i, eq in enumerate(equations, start=1)]
+    equations = [parse_step(s) for s in eq_steps]
+    errors: list[str | None] = []
+    starts: list[int] = []  # the 0-based operation each equation step starts at
+    done = 0  # operations covered so far
+    for eq in equations:
+        err, k = _step_error(chain, done, eq)
+        errors.append(err)
+        starts.append(done)
+        done = min(n_ops, done + k)
     first_wrong = next((i for i, e in enumerate(errors, start=1) if e is not None), None)
     answer = _as_number(student_answer)
     final = format_number(chain.answer)
     stops_early = (
-        f"the chain stops here: '{_WORD[chain.ops[n_eq][0]]} {format_number(chain.ops[n_eq][1])}' is never applied"
-        if n_eq < n_ops
+        f"the chain stops here: '{_WORD[chain.ops[done][0]]} {format_number(chain.ops[done][1])}' is never applied"
+        if done < n_ops
         else None
     )
     if has_answer_step:
@@ -106,7 +132,7 @@ def critique_chain(chain: Chain, steps: list[str], student_answer: str | None, m
             errors[n - 1] = stops_early or f"the final answer {student_answer} is not this step's result {final}"
     elif first_wrong is not None:
         case, pivot = Case.B, first_wrong
-    elif n_eq < n_ops:  # the right value boxed without showing the remaining operations
+    elif done < n_ops:  # the right value boxed without showing the remaining operations
         case, pivot = Case.B, n
         errors[n - 1] = "the remaining operations are not shown"
     else:
@@ -121,25 +147,27 @@ def critique_chain(chain: Chain, steps: list[str], student_answer: str | None, m
     fixed: list[str] = []
     kept_after: list[str] = []  # case B, scribe mode: the student's steps after the replaced ones
     if pivot is not None:
-        # Step pivot corresponds to operation pivot, except when the pivot is the answer step.
-        first_op = n_eq + 1 if has_answer_step and pivot == n else pivot
-        last_op = n_ops
+        # The correction starts at the operation the pivotal step starts at (after the last one shown, when the
+        # pivot is the answer step); case C whose written steps are all right repeats the last written step.
+        number = pivot
+        first_op = done if has_answer_step and pivot == n else starts[pivot - 1] if pivot <= len(starts) else done
+        end_op = n_ops
         restate = has_answer_step and student_answer is not None
+        if case is Case.C and first_wrong is None and pivot <= len(eq_steps):
+            fixed.append(f"<step_{pivot}>{steps[pivot - 1]}</step_{pivot}>")
+            number += 1
+            first_op = done
         if case is Case.B:
             # B replaces only the steps the summary marks Incorrect (pivot..last); the student's later steps are
             # spliced back after it, so the correction stops there, unless it reaches the end of the written
             # equations, where the operations never shown are inserted.
             last = max(i for i, v in enumerate(summary, start=1) if v.verdict is Verdict.incorrect)
-            last_op = last if last < n_eq else n_ops
+            end_op = starts[last] if last < len(eq_steps) else n_ops
             restate = has_answer_step and last == n
-        number = pivot
-        for j in range(first_op, last_op + 1):
-            s, x = chain.ops[j - 1]
-            fixed.append(f"<step_{number}>{equation(values[j - 1], symbols[s], x, values[j], style)}</step_{number}>")
+        for j in range(first_op, end_op):
+            s, x = chain.ops[j]
+            fixed.append(f"<step_{number}>{equation(values[j], symbols[s], x, values[j + 1], style)}</step_{number}>")
             number += 1
-        if case is Case.C and first_wrong is None and pivot <= n_eq:
-            # Case C whose written steps are all right: the last written step is repeated, then finished.
-            fixed[0] = f"<step_{pivot}>{steps[pivot - 1]}</step_{pivot}>"
         if restate:
             restated = steps[-1].replace(f"{{{last_boxed(steps[-1])}}}", f"{{{final}}}", 1)
             fixed.append(f"<step_{number}>{restated}</step_{number}>")
