@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.toy import cli as toy_cli
+from trainer.toy import demo as demo_cli
 
 
 def _sampling_args(p: argparse.ArgumentParser) -> None:
@@ -105,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="teacher-context budget (default: the run's max_context_tokens, else 1536)")  # fmt: skip
     a.add_argument("--out", type=Path, required=True)
     toy_cli.add_parser(sub)
+    demo = sub.add_parser("demo", help="the method working on this CPU: the toy world, four conditions, a report")
+    demo_cli.build_parser(demo)
     return parser
 
 
@@ -278,7 +281,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = logging.WARNING if args.command == "demo" else logging.INFO  # the demo prints its own lines
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per critique is noise
     from pydantic import ValidationError
 
@@ -287,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         handler = {"prepare-data": _prepare, "eval": _eval, "compare": _compare, "analyze": _analyze}
         handler["toy"] = toy_cli.run
+        handler["demo"] = demo_cli.run
         return handler.get(args.command, _train)(args)
     except CriticUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)

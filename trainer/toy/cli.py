@@ -12,7 +12,7 @@ from typing import Any
 
 
 def add_parser(subparsers: Any) -> None:
-    """Add `toy pretrain|gap|advantages` to the `stepalign-train` subcommands."""
+    """Add `toy pretrain|data|gap|advantages` to the `stepalign-train` subcommands."""
     toy = subparsers.add_parser("toy", help="the toy world of the CPU demo: pretrain its solver, measure it")
     sub = toy.add_subparsers(dest="toy_command", required=True)
 
@@ -33,6 +33,13 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("--gap", type=int, default=0, metavar="N", help="then measure the context gap on N problems")
     p.set_defaults(toy_handler=_pretrain)
+
+    d = sub.add_parser("data", help="write toy training and held-out test problems (train.jsonl, test.jsonl)")
+    d.add_argument("--out", type=Path, required=True, help="folder for train.jsonl and test.jsonl")
+    d.add_argument("--train", type=int, default=4000, help="training problems (default 4000)")
+    d.add_argument("--test", type=int, default=500, help="held-out problems (default 500)")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(toy_handler=_data)
 
     g = sub.add_parser("gap", help="greedy accuracy with the student prompt, with feedback, with the reference")
     g.add_argument("--model", type=Path, required=True, help="a pretrained toy solver's folder")
@@ -107,6 +114,17 @@ def _pretrain(args: argparse.Namespace) -> int:
         (args.out / "gap.json").write_text(json.dumps(gap, indent=2) + "\n", encoding="utf-8")
         _print_gap(gap)
     print(f"toy solver: {result.path} ({'reused' if result.reused else 'pretrained'})")
+    return 0
+
+
+def _data(args: argparse.Namespace) -> int:
+    from trainer.data import write_problems
+    from trainer.toy.world import toy_problems
+
+    train = write_problems(toy_problems(args.train, seed=args.seed, split="train"), args.out / "train.jsonl")
+    test = write_problems(toy_problems(args.test, seed=args.seed + 1, split="test"), args.out / "test.jsonl")
+    print(f"wrote {train} training problems to {args.out / 'train.jsonl'} and {test} held-out ones to "
+          f"{args.out / 'test.jsonl'} (split by a hash of the problem: none is in both)")  # fmt: skip
     return 0
 
 

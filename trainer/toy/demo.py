@@ -55,6 +55,7 @@ class DemoSettings:
     rebuild_solver: bool = False
     threads: int | None = None
     conditions: tuple[str, ...] = tuple(CONDITIONS)
+    overrides: tuple[str, ...] = ()  # `key=value` for every condition's config, as `train --set`
 
     @classmethod
     def quick_settings(cls, output: Path, **changes: Any) -> DemoSettings:
@@ -122,12 +123,13 @@ def train_phase(
     s: DemoSettings, name: str, seed: int, solver: Path, train: Path, test: Path, critic_url: str
 ) -> dict[str, Any]:
     """One condition and seed through the real trainer: the toy config, this run's paths, nothing else."""
-    from trainer.config import load_config
+    from trainer.config import load_config, parse_overrides
     from trainer.train import run
 
     config_name, extra = CONDITIONS[name]
     out = s.output / "runs" / f"{config_name}{'-cut' if extra else ''}-seed{seed}"
     overrides: dict[str, Any] = {
+        **parse_overrides(list(s.overrides)),
         "model": str(solver),
         "output_dir": str(out),
         "seed": seed,
@@ -257,10 +259,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--steps", type=int, help="optimizer steps per condition")
     p.add_argument("--learning-rate", type=float)
     p.add_argument("--eval-problems", type=int, help="held-out problems per evaluation")
+    p.add_argument("--sample-k", type=int, help="samples per problem of the sampled evaluation (0: greedy only)")
     p.add_argument("--solver-cache", type=Path, help="folder of the pretrained solver (reused when it matches)")
     p.add_argument("--rebuild-solver", action="store_true", help="pretrain again even if the cache matches")
     p.add_argument("--threads", type=int, help="torch threads (default: the cores other processes leave free)")
     p.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), help="a subset of the conditions")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of every condition config (configs/toy/*.yaml), e.g. lora.r=16")  # fmt: skip
     return p
 
 
@@ -271,10 +276,12 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
         "steps": args.steps,
         "learning_rate": args.learning_rate,
         "eval_problems": args.eval_problems,
+        "sample_k": args.sample_k,
         "solver_cache": args.solver_cache,
         "rebuild_solver": args.rebuild_solver or None,
         "threads": args.threads,
         "conditions": tuple(args.conditions) if args.conditions else None,
+        "overrides": tuple(args.overrides) or None,
     }
     if args.quick:
         return DemoSettings.quick_settings(output, **changes)
