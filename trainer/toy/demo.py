@@ -44,8 +44,8 @@ class DemoSettings:
     output: Path
     quick: bool = False
     seeds: int = 1
-    steps: int = 100  # optimizer steps per condition (32 rollouts each)
-    learning_rate: float = 1e-4
+    steps: int = 80  # optimizer steps per condition (32 rollouts each), as configs/toy
+    learning_rate: float | None = None  # None: the configs' own (1e-3, LoRA)
     train_problems: int = 4000
     eval_problems: int = 500
     gap_problems: int = 200
@@ -136,7 +136,7 @@ def train_phase(
         "data": {"train": str(train), "test": str(test)},
         "max_steps": s.steps,
         "save_steps": s.steps,
-        "learning_rate": s.learning_rate,
+        **({"learning_rate": s.learning_rate} if s.learning_rate is not None else {}),
         **extra,
     }
     if config_name == "stepalign":
