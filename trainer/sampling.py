@@ -1,5 +1,6 @@
 """Sample solutions from a model: vLLM when it is available (on a GPU, or when asked for), else transformers.
 
+A LoRA run's checkpoint (an adapter folder) is merged into its base model first (trainer/checkpoints.py).
 Both backends sample with exactly the settings given here: transformers gets a complete GenerationConfig (a model's
 own generation_config, e.g. Qwen3's top_k=20 / top_p=0.95, would otherwise fill in what is not passed), and vLLM
 gets explicit SamplingParams. The defaults are TRL's training defaults (no top-k, no top-p cut).
@@ -122,6 +123,9 @@ def vllm_sampler(model_path: str, s: SamplingSettings, progress: Callable[[int],
 def make_sampler(
     model_path: str, backend: str, s: SamplingSettings, progress: Callable[[int], None] | None = None
 ) -> Sampler:
+    from trainer.checkpoints import plain_model
+
+    model_path = plain_model(model_path)  # a LoRA checkpoint: its adapter merged into the base, once
     chosen = pick_backend(backend)
     if chosen == "vllm":
         return vllm_sampler(model_path, s, progress)
