@@ -1,9 +1,10 @@
-# StepAlign: `make demo` runs the main job on the embedded default, `make test` installs everything and tests it.
+# StepAlign: `make demo` shows the method learning on the CPU, `make test` installs everything and tests it.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stepalign-installed
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: install lock lint typecheck test test-deploy demo demo-critic serve bench bench-service clean
 
@@ -41,10 +42,11 @@ test: lint typecheck
 test-deploy: install
 	bash docker/test-deploy.sh
 
-# The main job on the embedded default: a real critic server (checker engine) and a short StepAlignFB run of a
-# tiny student built offline, over HTTP, on the CPU.
+# The method working on this CPU (trainer/toy/demo.py): a real critic server (checker engine), a toy solver
+# pretrained offline, GRPO / RefSol / StepAlignFB / StepAlignFB + cut through the real trainer, eval, analyze, a
+# report in runs/demo-<time>/. More seeds: make demo DEMO_ARGS="--seeds 3".
 demo: install
-	$(PY) -m trainer.toy.demo
+	$(PY) -m trainer.toy.demo $(DEMO_ARGS)
 
 # Just the critic: one critique of a wrong solution, printed.
 demo-critic: install

@@ -94,6 +94,7 @@ class Localisation:
     mean_pivot: float | None  # tokens of the pivotal step
     mean_after: float | None  # tokens after the pivotal step (later steps and the answer)
     negative_mass_at_or_after: float | None  # share of sum(-min(A_t, 0)) on or after the pivotal step
+    negative_mass_at_pivot: float | None  # share of sum(-min(A_t, 0)) on the pivotal step's own tokens
     tokens: int
 
 
@@ -111,6 +112,7 @@ def localisation(advantages: Sequence[float], steps: Sequence[int | None], pivot
     after: list[float] = []
     neg_total = 0.0
     neg_late = 0.0
+    neg_pivot = 0.0
     reached = False
     for a, s in zip(advantages, steps, strict=True):
         if pivot is not None and s is not None and s >= pivot:
@@ -125,11 +127,13 @@ def localisation(advantages: Sequence[float], steps: Sequence[int | None], pivot
         if a < 0:
             neg_total += -a
             neg_late += -a if late else 0.0
+            neg_pivot += -a if (pivot is not None and s == pivot) else 0.0
     return Localisation(
         mean_prefix=_mean(prefix),
         mean_pivot=_mean(at),
         mean_after=_mean(after),
         negative_mass_at_or_after=(neg_late / neg_total) if neg_total > 0 and pivot is not None else None,
+        negative_mass_at_pivot=(neg_pivot / neg_total) if neg_total > 0 and pivot is not None else None,
         tokens=len(advantages),
     )
 
@@ -137,7 +141,7 @@ def localisation(advantages: Sequence[float], steps: Sequence[int | None], pivot
 def aggregate(items: Sequence[Localisation]) -> dict[str, float | None]:
     """Means of each statistic over rollouts (rollouts where it is undefined are left out)."""
     out: dict[str, float | None] = {}
-    for name in ("mean_prefix", "mean_pivot", "mean_after", "negative_mass_at_or_after"):
+    for name in ("mean_prefix", "mean_pivot", "mean_after", "negative_mass_at_or_after", "negative_mass_at_pivot"):
         values = [getattr(x, name) for x in items if getattr(x, name) is not None]
         out[name] = sum(values) / len(values) if values else None
     out["rollouts"] = float(len(items))

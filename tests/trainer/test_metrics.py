@@ -72,6 +72,7 @@ def test_localisation_hand_computed() -> None:
     assert loc.mean_pivot == pytest.approx(-3.0)
     assert loc.mean_after == pytest.approx((1.0 - 1.0 - 0.5) / 3)
     assert loc.negative_mass_at_or_after == pytest.approx(7.5 / 7.6)
+    assert loc.negative_mass_at_pivot == pytest.approx(6.0 / 7.6)  # the pivotal step alone, not the later ones
     assert loc.tokens == 8
     correct = localisation([0.2, -0.2], [1, 1], pivot=None)
     assert correct.mean_prefix == 0.0 and correct.mean_pivot is None and correct.negative_mass_at_or_after is None
@@ -85,3 +86,4 @@ def test_aggregate() -> None:
     agg = aggregate([a, b])
     assert agg["mean_prefix"] == pytest.approx(0.5) and agg["mean_pivot"] == pytest.approx(-2.0)
     assert agg["mean_after"] is None and agg["negative_mass_at_or_after"] == 1.0 and agg["rollouts"] == 2.0
+    assert agg["negative_mass_at_pivot"] == 1.0

@@ -77,14 +77,15 @@ def localisation_md(loc: dict[str, Any]) -> str:
         f"Mean A_t = log p_teacher - log p_student on {loc['rollouts']} wrong rollouts of the starting solver "
         "(case D), by where the token is:",
         "",
-        "| context | correct prefix | pivotal step | after it | share of negative mass at/after the pivot |",
-        "|---|---|---|---|---|",
+        "| context | mean A_t: correct prefix | pivotal step | after it | share of negative mass: on the pivotal step "
+        "| on it or after |",
+        "|---|---|---|---|---|---|",
     ]
     for ctx, label in (("stepalign", "StepAlignFB"), ("refsol", "RefSol")):
         a = loc["aggregate"][ctx]
         f = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
         lines.append(f"| {label} | {f(a['mean_prefix'])} | {f(a['mean_pivot'])} | {f(a['mean_after'])} | "
-                     f"{f(a['negative_mass_at_or_after'])} |")  # fmt: skip
+                     f"{f(a.get('negative_mass_at_pivot'))} | {f(a['negative_mass_at_or_after'])} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
