@@ -86,7 +86,8 @@ def intro(s: DemoSettings, cached: bool) -> str:
     pretrain = "reused from its cache" if cached else ("about 3 minutes" if s.quick else "about 6 minutes")
     per_run = 0.03 if s.quick else 0.025  # minutes per optimizer step on 2 idle cores, measured
     train = len(s.conditions) * s.seeds * s.steps * per_run
-    total = (0 if cached else (3 if s.quick else 6)) + train + (1 if s.quick else 3)
+    evaluate = (1 + len(s.conditions) * s.seeds) * (0.1 if s.quick else (0.5 if s.sample_k else 0.15))
+    total = (0 if cached else (3 if s.quick else 6)) + train + evaluate + 1
     return (
         "StepAlign demo: does a tiny solver learn from step-aligned critic feedback?\n"
         "In a toy world of arithmetic chains (exact answers, an exact critic), on this CPU, with no downloads:\n"
@@ -229,7 +230,9 @@ def run_demo(s: DemoSettings) -> dict[str, Any]:
         with phase("context gap", f"greedy accuracy with and without the teacher's context, {s.gap_problems} problems"):
             from trainer.toy.gap import measure_gap
 
-            gap = measure_gap(solver, problems=s.gap_problems, critic_url=critic.url, log=lambda x: print(f"   {x}"))
+            # seed 1: the first gap_problems of the held-out problems the runs are evaluated on (data_phase)
+            gap = measure_gap(solver, problems=s.gap_problems, seed=1, critic_url=critic.url,
+                              log=lambda x: print(f"   {x}"))  # fmt: skip
             report["context_gap"] = gap
         runs = []
         for seed in range(s.seeds):
