@@ -244,10 +244,10 @@ class SchemaLimits:
 def schema_regex(n_steps: int, *, body_kind: str = BodyKind.correction, limits: SchemaLimits | None = None) -> str:
     """A regex of canonical critiques of an `n_steps`-step solution, for structured outputs after `</think>`.
 
-    It pins the shape: the headers, one summary line per step in order, a body of `<step_k>` blocks ending in
-    `<answer>\\boxed{...}</answer>`. Which case and which step are right is left to semantic validation. Step
-    text may hold any character except the start of a closing tag (`</`), which keeps the regex free of
-    look-arounds that grammar backends do not support.
+    It pins the shape: the headers, one summary line per step in order, a body of `<step_k>` blocks (none in a
+    correction that only deletes the last steps) ending in `<answer>\\boxed{...}</answer>`. Which case and which
+    step are right is left to semantic validation. Step text may hold any character except the start of a closing
+    tag (`</`), which keeps the regex free of look-arounds that grammar backends do not support.
     """
     lim = limits or SchemaLimits()
     note = rf"( -- [^\s][^\n]{{0,{lim.max_note_chars - 1}}})?"
@@ -255,7 +255,9 @@ def schema_regex(n_steps: int, *, body_kind: str = BodyKind.correction, limits: 
     pivot = r"(Pivotal step: [1-9][0-9]{0,2}\n)?"
     step = rf"<step_[1-9][0-9]{{0,2}}>([^<]|<[^/]){{1,{lim.max_step_chars}}}</step_[1-9][0-9]{{0,2}}>\n"
     answer = rf"<answer>\\boxed\{{[^\n]{{1,{lim.max_answer_chars}}}\}}</answer>"
-    body = rf"(\n{body_kind}:\n({step}){{1,{lim.max_body_steps}}}{answer})?"
+    # A correction may be the answer alone (case D deleting superfluous last steps); a scribe solution has steps.
+    fewest = 0 if body_kind == BodyKind.correction else 1
+    body = rf"(\n{body_kind}:\n({step}){{{fewest},{lim.max_body_steps}}}{answer})?"
     return rf"Case: [ABCD]\n{pivot}Summary:\n{summary}{body}"
 
 
@@ -278,6 +280,10 @@ def _correction_start_problem(c: ParsedCritique) -> str | None:
     if c.case not in CASES_WITH_PIVOT or n is None or c.body is None:
         return None
     first = first_correction_step(c.body)
+    if first is None and c.case is Case.D:
+        # Case D with only the answer deletes steps N..: the student had the result at step N-1 and went on with
+        # superfluous, wrong steps (e.g. an extra operation after the chain ended).
+        return None
     if first is None:
         return f"the correction has no <step_k> block; it must start with <step_{n}>"
     if c.case is Case.C:

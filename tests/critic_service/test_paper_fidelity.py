@@ -157,3 +157,26 @@ async def test_a_correction_must_start_where_its_case_allows(checker: AnswerChec
     with pytest.raises(InvalidCritique) as err:
         await _critic(ScriptedEngine([early]), checker).critique(req)
     assert "must start at the pivotal step <step_2>" in str(err.value.details)
+
+
+@pytest.mark.parametrize("mode", list(FeedbackMode))
+async def test_case_d_may_delete_superfluous_last_steps(mode: FeedbackMode, checker: AnswerChecker) -> None:
+    # The student had the result at step 3 and went on with an operation the problem does not have. The correction
+    # is the answer alone: the student's steps 1-3 are the solution. (Found in a demo run: the checker critic's
+    # answer-only correction was rejected three times, a 502 for a rollout it judged right.)
+    problem = "Start with 22. Subtract 1. Add 5. Subtract 9. What is the result?"
+    student = ("<step_1>22 - 1 = 21</step_1>\n<step_2>21 + 5 = 26</step_2>\n<step_3>26 - 9 = 17</step_3>\n"
+               "<step_4>17 - 9 = 8</step_4>\n<answer>\\boxed{8}</answer>")  # fmt: skip
+    req = CritiqueRequest(problem=problem, reference_answer="17", student_solution=student, feedback_mode=mode)
+    got = await _critic(CheckerEngine(), checker).critique(req)
+    assert got.case is Case.D and got.pivotal_step == 4
+    solution = got.feedback.split("\n\nSolution:\n", 1)[1]
+    assert solution == student.split("\n<step_4>")[0] + "\n<answer>\\boxed{17}</answer>"
+    if mode is FeedbackMode.scribe:
+        return
+    # Other cases still need a step: a B correction that is only an answer says nothing about the step it fixes.
+    b_only_answer = "Case: B\nPivotal step: 2\nSummary:\nStep 1: Correct\nStep 2: Incorrect -- unjustified\n" \
+        "Step 3: Correct\nStep 4: Incorrect -- extra\nCorrection:\n<answer>\\boxed{17}</answer>"  # fmt: skip
+    with pytest.raises(InvalidCritique) as err:
+        await _critic(ScriptedEngine([b_only_answer]), checker).critique(req)
+    assert "has no <step_k> block" in str(err.value.details)
